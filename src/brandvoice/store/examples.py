@@ -1,0 +1,211 @@
+"""Adding, deduplicating, curating and exporting training examples.
+
+Every way into the store (import, Slack approval, correction, synthetic generation) goes through
+``add_examples``: redaction, a normalized content hash (unique, so duplicates are skipped even
+when two processes insert at once), a token count and a split fixed by the hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from brandvoice.store.audit import record_audit
+from brandvoice.store.jsonl import TokenCounter
+from brandvoice.store.models import Example, ExampleSource, ExampleStatus, Split, utcnow
+from brandvoice.store.redact import Redactor
+
+DEFAULT_VAL_SHARE = 0.2
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+
+
+def content_hash(messages: Sequence[Mapping[str, Any]]) -> str:
+    """Hash of roles, names and normalized contents: whitespace, case and weights don't matter."""
+    canonical = [
+        [m.get("role"), m.get("name"), normalize_text(m.get("content") or "")] for m in messages
+    ]
+    return hashlib.sha256(json.dumps(canonical, ensure_ascii=False).encode()).hexdigest()
+
+
+def hash_fraction(digest: str) -> float:
+    """A stable number in [0, 1) derived from a content hash."""
+    return int(digest[:12], 16) / 16**12
+
+
+def split_for_hash(digest: str, val_share: float = DEFAULT_VAL_SHARE) -> Split:
+    """The split an example belongs to, decided by its hash alone so it never moves."""
+    return Split.VAL if hash_fraction(digest) < val_share else Split.TRAIN
+
+
+@dataclass
+class NewExample:
+    messages: list[dict[str, Any]]
+    source: ExampleSource
+    status: ExampleStatus = ExampleStatus.APPROVED
+    approvers: list[str] = field(default_factory=list)
+    parent_id: int | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    interaction_id: int | None = None
+    created_by: str | None = None
+
+
+@dataclass
+class AddResult:
+    inserted_ids: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    redactions: dict[str, int] = field(default_factory=dict)
+
+
+def add_examples(
+    session: Session,
+    new: Sequence[NewExample],
+    count_tokens: TokenCounter,
+    redactor: Redactor | None = None,
+    val_share: float = DEFAULT_VAL_SHARE,
+) -> AddResult:
+    """Insert examples, skipping any whose content hash is already stored (or repeated in ``new``).
+
+    Synthetic examples take their parent's split, so a child of a validation example is never
+    trained on. The caller's transaction decides when it all becomes visible.
+    """
+    redactor = redactor or Redactor()
+    result = AddResult()
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    redacted_all = [redactor.redact_messages(item.messages) for item in new]
+    token_counts = count_tokens([messages for messages, _ in redacted_all])
+    parent_splits = _parent_splits(session, {i.parent_id for i in new if i.parent_id is not None})
+    now = utcnow()
+    for item, (messages, redactions), tokens in zip(new, redacted_all, token_counts, strict=True):
+        digest = content_hash(messages)
+        if digest in seen:
+            result.duplicates += 1
+            continue
+        seen.add(digest)
+        for kind, n in redactions.items():
+            result.redactions[kind] = result.redactions.get(kind, 0) + n
+        split = (
+            parent_splits[item.parent_id]
+            if item.parent_id is not None
+            else split_for_hash(digest, val_share)
+        )
+        rows.append(
+            {
+                "messages": messages,
+                "source": item.source.value,
+                "status": item.status.value,
+                "approvers": item.approvers,
+                "parent_id": item.parent_id,
+                "content_hash": digest,
+                "token_count": tokens,
+                "split": split.value,
+                "redactions": redactions,
+                "provenance": item.provenance,
+                "interaction_id": item.interaction_id,
+                "created_by": item.created_by,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if rows:
+        result.inserted_ids = _insert_ignoring_duplicates(session, rows)
+    result.duplicates += len(rows) - len(result.inserted_ids)
+    return result
+
+
+def _parent_splits(session: Session, parent_ids: set[int]) -> dict[int, Split]:
+    if not parent_ids:
+        return {}
+    found = dict(
+        session.exec(select(Example.id, Example.split).where(col(Example.id).in_(parent_ids))).all()
+    )
+    missing = parent_ids - set(found)
+    if missing:
+        raise ValueError(f"parent example(s) {sorted(missing)} do not exist")
+    return {k: Split(v) for k, v in found.items()}
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """INSERT ... ON CONFLICT (content_hash) DO NOTHING, in chunks; returns the new ids."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    ids: list[int] = []
+    chunk = 500 if dialect == "postgresql" else 2000
+    for start in range(0, len(rows), chunk):
+        statement = (
+            insert(Example)
+            .values(rows[start : start + chunk])
+            .on_conflict_do_nothing(index_elements=["content_hash"])
+            .returning(Example.id)
+        )
+        ids.extend(session.exec(statement).scalars().all())  # type: ignore[call-overload]
+    return ids
+
+
+def set_example_status(
+    session: Session, example_id: int, status: ExampleStatus, actor: str, note: str | None = None
+) -> Example:
+    """Approve, reject or retire one example, recording who did it."""
+    example = session.get(Example, example_id)
+    if example is None:
+        raise LookupError(f"example {example_id} does not exist")
+    previous = example.status
+    example.status = status
+    if status == ExampleStatus.APPROVED and actor not in example.approvers:
+        example.approvers = [*example.approvers, actor]
+    example.updated_at = utcnow()
+    session.add(example)
+    record_audit(
+        session,
+        actor,
+        f"example.{status.value}",
+        f"example:{example_id}",
+        {"from": str(previous), "note": note} if note else {"from": str(previous)},
+    )
+    return example
+
+
+def list_examples(
+    session: Session,
+    status: ExampleStatus | None = None,
+    source: ExampleSource | None = None,
+    split: Split | None = None,
+    limit: int | None = 100,
+    offset: int = 0,
+) -> list[Example]:
+    query = select(Example).order_by(col(Example.id))
+    if status is not None:
+        query = query.where(Example.status == status)
+    if source is not None:
+        query = query.where(Example.source == source)
+    if split is not None:
+        query = query.where(Example.split == split)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query.offset(offset)).all())
+
+
+def example_counts(session: Session) -> dict[str, dict[str, int]]:
+    """Counts by status, by source and by split (approved examples only for the last two)."""
+    counts: dict[str, dict[str, int]] = {"status": {}, "source": {}, "split": {}}
+    for status, n in session.exec(select(Example.status, func.count()).group_by(Example.status)):
+        counts["status"][str(status)] = n
+    approved = Example.status == ExampleStatus.APPROVED
+    for column, key in ((Example.source, "source"), (Example.split, "split")):
+        for value, n in session.exec(select(column, func.count()).where(approved).group_by(column)):
+            counts[key][str(value)] = n
+    return counts

@@ -1,0 +1,217 @@
+"""The schema: every table brandvoice keeps, as SQLModel classes.
+
+JSON columns hold structured values (messages, metrics, provenance); enums are stored as their
+string values so the database stays readable without the code.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlalchemy import Enum as SAEnum
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def json_column(nullable: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=nullable))
+
+
+def enum_column(enum: type[StrEnum], default: Any = None, index: bool = False) -> Any:
+    """An enum stored as its lower-case string value in a VARCHAR (no native DB enum types)."""
+    column_type = SAEnum(
+        enum, native_enum=False, length=24, values_callable=lambda e: [m.value for m in e]
+    )
+    return Field(default=default, sa_column=Column(column_type, nullable=False, index=index))
+
+
+class ExampleSource(StrEnum):
+    APPROVED_REPLY = "approved_reply"
+    CORRECTION = "correction"
+    IMPORT = "import"
+    SYNTHETIC = "synthetic"
+
+
+class ExampleStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RETIRED = "retired"
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    VAL = "val"
+
+
+class VoteKind(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    APPROVE = "approve"
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+class VersionStatus(StrEnum):
+    CANDIDATE = "candidate"
+    PROMOTED = "promoted"
+    RETIRED = "retired"
+    DISCARDED = "discarded"
+
+
+class Interaction(SQLModel, table=True):
+    """One reply the bot (or the chat API) gave, with what it was asked and which model wrote it."""
+
+    __table_args__ = (UniqueConstraint("channel", "message_ts", name="uq_interaction_message"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(index=True)
+    thread_ts: str | None = None
+    message_ts: str | None = None
+    asker: str | None = None
+    prompt_messages: list[dict[str, Any]] = json_column()
+    reply: str
+    model_version_id: int | None = Field(default=None, foreign_key="modelversion.id")
+    latency_ms: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FeedbackVote(SQLModel, table=True):
+    """A reaction on a bot reply; retried or doubly delivered events count once."""
+
+    __table_args__ = (
+        UniqueConstraint("interaction_id", "user", "reaction", name="uq_vote_natural"),
+        UniqueConstraint("event_id", name="uq_vote_event"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    interaction_id: int = Field(foreign_key="interaction.id", index=True)
+    kind: VoteKind = enum_column(VoteKind)
+    user: str
+    reaction: str
+    event_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    retracted_at: datetime | None = None
+
+
+class Example(SQLModel, table=True):
+    """A training conversation in OpenAI's chat format, with where it came from and who vouched for it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    messages: list[dict[str, Any]] = json_column()
+    source: ExampleSource = enum_column(ExampleSource, index=True)
+    status: ExampleStatus = enum_column(ExampleStatus, index=True)
+    approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    parent_id: int | None = Field(default=None, foreign_key="example.id", index=True)
+    content_hash: str = Field(unique=True, max_length=64)
+    token_count: int
+    split: Split = enum_column(Split)
+    redactions: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    provenance: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    interaction_id: int | None = Field(default=None, foreign_key="interaction.id")
+    created_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DatasetSnapshot(SQLModel, table=True):
+    """An immutable, hashed set of examples with its train/val files on disk."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    content_hash: str = Field(unique=True, max_length=64)
+    example_ids: list[int] = json_column()
+    train_path: str
+    val_path: str
+    stats: dict[str, Any] = json_column()
+    created_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrainingRun(SQLModel, table=True):
+    """One retrain attempt, from enqueue to a registered candidate (or a failure with its reason)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: RunStatus = enum_column(RunStatus, default=RunStatus.QUEUED, index=True)
+    backend: str = "local"
+    workspace: str = "default"
+    snapshot_id: int | None = Field(default=None, foreign_key="datasetsnapshot.id")
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    progress: float = 0.0
+    stage: str | None = None
+    heartbeat_at: datetime | None = None
+    worker: str | None = None
+    attempts: int = 0
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = None
+    external_job_id: str | None = None
+    cancel_requested: bool = False
+    force: bool = False
+    requested_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class ModelVersion(SQLModel, table=True):
+    """A trained model (v1, v2, ...) with everything needed to serve, judge and trace it."""
+
+    __table_args__ = (
+        # At most one promoted version, enforced by the database itself.
+        Index(
+            "uq_one_promoted",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'promoted'"),
+            postgresql_where=text("status = 'promoted'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    status: VersionStatus = enum_column(VersionStatus, default=VersionStatus.CANDIDATE)
+    run_id: int | None = Field(default=None, foreign_key="trainingrun.id")
+    snapshot_id: int | None = Field(default=None, foreign_key="datasetsnapshot.id")
+    base_model: str
+    backend: str = "local"
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    adapter_path: str | None = None
+    hosted_model_id: str | None = None
+    eval: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    promoted_by: str | None = None
+    promoted_at: datetime | None = None
+
+
+class AuditLog(SQLModel, table=True):
+    """Who did what to what, and when: promotions, approvals, schedule changes."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str
+    action: str = Field(index=True)
+    target: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Setting(SQLModel, table=True):
+    """Settings changed at run time (retrain schedule, guidelines) rather than in the environment."""
+
+    key: str = Field(primary_key=True)
+    value: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    updated_by: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
