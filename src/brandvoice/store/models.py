@@ -195,6 +195,7 @@ class ModelVersion(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     promoted_by: str | None = None
     promoted_at: datetime | None = None
+    rolled_back_at: datetime | None = None
 
 
 class AuditLog(SQLModel, table=True):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 03:19:37.615851
+Create Date: 2026-11-22 03:23:09.036212
 """
 
 from collections.abc import Sequence
@@ -127,6 +127,7 @@ def upgrade() -> None:
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("promoted_by", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("promoted_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("rolled_back_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["run_id"],
             ["trainingrun.id"],

@@ -1,0 +1,143 @@
+"""Every setting brandvoice reads from the environment (or ``.env``), in one place.
+
+Nothing else reads ``os.environ``: lower packages receive these values as arguments. Each field's
+description is the documentation shown in ``.env.example`` and the README.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # Storage
+    database_url: str = Field(
+        "sqlite:///./data/brandvoice.db",
+        description="SQLAlchemy URL. SQLite (default) or postgresql://user@host/db for several processes.",
+    )
+    artifacts_dir: Path = Field(
+        Path("./data/artifacts"),
+        description="Snapshots, adapters and reports; a path shared by web and worker.",
+    )
+
+    # Models
+    base_model: str = Field(
+        "smollm2-135m-instruct",
+        description="Base model: the packaged SmolLM2-135M-Instruct, a Hugging Face id or a local path.",
+    )
+    device: str | None = Field(None, description="cpu, cuda or mps; empty picks the best present.")
+    system_prompt: str = Field(
+        "You are the team's assistant. Answer in the team's voice.",
+        description="System prompt the bot answers with and approved replies are stored with.",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible server for generation and judging (OpenAI, vLLM, Ollama, llama.cpp). Empty: the local base model.",
+    )
+    openai_api_key: str | None = Field(
+        None, description="Key for OPENAI_BASE_URL or api.openai.com."
+    )
+    generator_model: str = Field(
+        "gpt-4o-mini", description="Model name on the OpenAI-compatible server for generation."
+    )
+    judge_model: str | None = Field(
+        None, description="Model name for the pairwise judge; empty: closer-to-reference wins."
+    )
+    chat_timeout_s: float = Field(60.0, description="Timeout of one chat request, in seconds.")
+    chat_concurrency: int = Field(4, description="Parallel requests to the chat server.")
+
+    # Data
+    val_share: float = Field(0.2, description="Share of real examples held out for evaluation.")
+    max_example_tokens: int = Field(
+        16_385, description="Examples over this many tokens are rejected."
+    )
+    redact: str = Field(
+        "all",
+        description="Redaction kinds, comma separated (EMAIL,PHONE,CARD_NUMBER,SLACK_TOKEN,API_KEY,AWS_ACCESS_KEY,AWS_SECRET_KEY,PRIVATE_KEY), 'all' or 'none'.",
+    )
+    synthetic_per_example: int = Field(
+        3, description="At most this many synthetic examples per real one in a snapshot."
+    )
+
+    # Training
+    training_backend: Literal["local", "openai", "together"] = Field(
+        "local", description="local (LoRA with torch + peft), openai or together (hosted)."
+    )
+    together_api_key: str | None = Field(None, description="Together AI key for hosted training.")
+    price_per_million_tokens: float = Field(
+        0.0, description="Hosted training price per 1M billed tokens, for cost estimates."
+    )
+    min_new_examples: int = Field(
+        20, description="Scheduled retrains are skipped until this many new approved examples."
+    )
+    auto_promote: bool = Field(False, description="Promote a candidate the eval recommends.")
+    retrain_schedule: str = Field(
+        "0 9 * * mon",
+        description="Default retrain cron (changed at run time by /brandvoice schedule).",
+    )
+    timezone: str = Field("UTC", description="Time zone of the retrain schedule.")
+
+    # Slack
+    slack_bot_token: str | None = Field(None, description="xoxb- token; enables the Slack bot.")
+    slack_signing_secret: str | None = Field(None, description="Verifies requests from Slack.")
+    slack_app_token: str | None = Field(
+        None, description="xapp- token: use Socket Mode instead of HTTP."
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/", description="Slack Web API base URL (tests point it at loopback)."
+    )
+    report_channel: str | None = Field(None, description="Channel for training reports.")
+    curation_channel: str | None = Field(None, description="Channel for pending corrections.")
+    curators: str = Field("", description="Comma-separated Slack user ids allowed to curate.")
+    curator_group: str | None = Field(None, description="Slack user group id whose members curate.")
+    approval_reaction: str = Field(
+        "white_check_mark", description="Reaction a curator approves with."
+    )
+    approval_quorum: int = Field(2, description="Distinct thumbs-ups that approve a reply.")
+    collected_reaction: str | None = Field(
+        "inbox_tray", description="Reaction the bot adds to a reply it collected; empty: none."
+    )
+
+    # Web
+    api_token: str | None = Field(None, description="Bearer token for the REST and chat APIs.")
+    host: str = Field("127.0.0.1", description="Address the web app listens on.")
+    port: int = Field(8000, description="Port the web app listens on.")
+
+    @cached_property
+    def curator_ids(self) -> frozenset[str]:
+        return frozenset(_csv(self.curators))
+
+    @cached_property
+    def redact_kinds(self) -> tuple[str, ...]:
+        from brandvoice.store.redact import parse_kinds
+
+        return parse_kinds(self.redact)
+
+
+def env_example() -> str:
+    """The text of ``.env.example``: every setting, its default and what it does."""
+    lines = ["# brandvoice settings (environment variables or this .env file).", ""]
+    for name, info in Settings.model_fields.items():
+        default = info.default
+        shown = (
+            ""
+            if default is None
+            else str(default).lower()
+            if isinstance(default, bool)
+            else str(default)
+        )
+        lines.append(f"# {info.description}")
+        lines.append(f"{name.upper()}={shown}")
+        lines.append("")
+    return "\n".join(lines)

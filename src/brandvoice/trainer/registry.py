@@ -1,0 +1,148 @@
+"""The model registry: candidates, the one promoted version, promotion, rollback and discard.
+
+Each transition happens inside the caller's transaction together with its audit row, so a crash
+leaves either the old state or the new one. A partial unique index in the database guarantees
+that at most one version is promoted, even with several processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from brandvoice.store.audit import record_audit
+from brandvoice.store.models import ModelVersion, RunStatus, TrainingRun, VersionStatus, utcnow
+
+
+class RegistryError(ValueError):
+    """A registry transition that is not allowed; the message says why and what to do."""
+
+
+def list_versions(session: Session) -> list[ModelVersion]:
+    return list(session.exec(select(ModelVersion).order_by(col(ModelVersion.id))).all())
+
+
+def get_version(session: Session, name: str) -> ModelVersion:
+    version = session.exec(select(ModelVersion).where(ModelVersion.name == name)).first()
+    if version is None:
+        known = ", ".join(v.name for v in list_versions(session)) or "none yet"
+        raise RegistryError(f"no model version {name!r} (known: {known})")
+    return version
+
+
+def promoted_version(session: Session) -> ModelVersion | None:
+    query = select(ModelVersion).where(ModelVersion.status == VersionStatus.PROMOTED)
+    return session.exec(query).first()
+
+
+def register_candidate(
+    session: Session,
+    *,
+    base_model: str,
+    backend: str = "local",
+    run_id: int | None = None,
+    snapshot_id: int | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    adapter_path: str | None = None,
+    hosted_model_id: str | None = None,
+    eval: dict[str, Any] | None = None,
+    actor: str = "trainer",
+) -> ModelVersion:
+    """A new candidate named v1, v2, ... after the highest id so far."""
+    highest = session.exec(select(func.max(ModelVersion.id))).one() or 0
+    version = ModelVersion(
+        name=f"v{highest + 1}",
+        base_model=base_model,
+        backend=backend,
+        run_id=run_id,
+        snapshot_id=snapshot_id,
+        hyperparameters=hyperparameters or {},
+        adapter_path=adapter_path,
+        hosted_model_id=hosted_model_id,
+        eval=eval or {},
+    )
+    session.add(version)
+    session.flush()
+    record_audit(session, actor, "model.register", version.name, {"run_id": run_id})
+    return version
+
+
+def promote_version(session: Session, name: str, actor: str) -> tuple[ModelVersion, bool]:
+    """Promote ``name``, retiring the current one; returns (version, changed).
+
+    Promoting the version already in production changes nothing (a second click is harmless).
+    """
+    version = get_version(session, name)
+    if version.status == VersionStatus.PROMOTED:
+        return version, False
+    if version.status == VersionStatus.DISCARDED:
+        raise RegistryError(f"{name} was discarded and cannot be promoted; retrain instead")
+    if version.run_id is not None:
+        run = session.get(TrainingRun, version.run_id)
+        if run is not None and run.status not in (RunStatus.SUCCEEDED, RunStatus.RUNNING):
+            raise RegistryError(f"{name} comes from run {run.id}, which {run.status.value}")
+    current = promoted_version(session)
+    if current is not None:
+        current.status = VersionStatus.RETIRED
+        session.add(current)
+        session.flush()  # the one-promoted index must see the old one leave first
+    version.status = VersionStatus.PROMOTED
+    version.promoted_by, version.promoted_at, version.rolled_back_at = actor, utcnow(), None
+    session.add(version)
+    session.flush()
+    record_audit(
+        session, actor, "model.promote", name, {"previous": current.name if current else None}
+    )
+    return version, True
+
+
+def rollback(session: Session, actor: str) -> tuple[ModelVersion | None, ModelVersion]:
+    """Put the previously promoted good version back; returns (restored or None for base, demoted).
+
+    The demoted version is marked as rolled back so a later rollback never returns to it.
+    """
+    current = promoted_version(session)
+    if current is None:
+        raise RegistryError("nothing is promoted, so there is nothing to roll back")
+    query = (
+        select(ModelVersion)
+        .where(
+            ModelVersion.status == VersionStatus.RETIRED,
+            col(ModelVersion.promoted_at).is_not(None),
+            col(ModelVersion.rolled_back_at).is_(None),
+            ModelVersion.id != current.id,
+        )
+        .order_by(col(ModelVersion.promoted_at).desc(), col(ModelVersion.id).desc())
+    )
+    previous = session.exec(query).first()
+    current.status, current.rolled_back_at = VersionStatus.RETIRED, utcnow()
+    session.add(current)
+    session.flush()
+    if previous is not None:
+        previous.status = VersionStatus.PROMOTED
+        previous.promoted_by, previous.promoted_at = actor, utcnow()
+        session.add(previous)
+        session.flush()
+    record_audit(
+        session,
+        actor,
+        "model.rollback",
+        current.name,
+        {"restored": previous.name if previous else "base model"},
+    )
+    return previous, current
+
+
+def discard_version(session: Session, name: str, actor: str) -> tuple[ModelVersion, bool]:
+    """Discard a candidate or retired version; returns (version, changed)."""
+    version = get_version(session, name)
+    if version.status == VersionStatus.DISCARDED:
+        return version, False
+    if version.status == VersionStatus.PROMOTED:
+        raise RegistryError(f"{name} is in production; promote another version or roll back first")
+    version.status = VersionStatus.DISCARDED
+    session.add(version)
+    record_audit(session, actor, "model.discard", name)
+    return version, True
