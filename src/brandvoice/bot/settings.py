@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     collected_reaction: str | None = Field(
         "inbox_tray", description="Reaction the bot adds to a reply it collected; empty: none."
     )
+    reply_max_tokens: int = Field(256, description="Longest reply the bot writes, in tokens.")
+    reply_temperature: float = Field(0.7, description="Sampling temperature of Slack replies.")
+    context_token_budget: int = Field(
+        1536,
+        description="Thread context sent with a question, in tokens; older messages drop first.",
+    )
+    curator_cache_s: int = Field(
+        300, description="Seconds the curator user group's members are cached."
+    )
 
     # Web
     api_token: str | None = Field(None, description="Bearer token for the REST and chat APIs.")

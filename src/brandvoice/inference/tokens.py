@@ -70,23 +70,6 @@ def count_chat_tokens_batch(
     conversations: Iterable[Sequence[Mapping[str, object]]],
     encoding: tiktoken.Encoding | None = None,
 ) -> list[int]:
-    """Token counts for many examples, encoding all strings in one threaded tiktoken batch."""
+    """Token counts for many examples (a plain loop measured faster than tiktoken's thread pool)."""
     enc = encoding or get_encoding()
-    texts: list[str] = []
-    owners: list[int] = []
-    base: list[int] = []
-    for index, messages in enumerate(conversations):
-        fixed = TOKENS_FOR_PRIMING
-        for message in messages:
-            fixed += TOKENS_PER_MESSAGE
-            for key in ("role", "content", "name"):
-                value = message.get(key)
-                if isinstance(value, str):
-                    texts.append(value)
-                    owners.append(index)
-                    if key == "name":
-                        fixed += TOKENS_PER_NAME
-        base.append(fixed)
-    for owner, tokens in zip(owners, enc.encode_ordinary_batch(texts, num_threads=4), strict=True):
-        base[owner] += len(tokens)
-    return base
+    return [count_chat_tokens(messages, enc) for messages in conversations]

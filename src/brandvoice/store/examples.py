@@ -61,6 +61,8 @@ class NewExample:
     provenance: dict[str, Any] = field(default_factory=dict)
     interaction_id: int | None = None
     created_by: str | None = None
+    token_count: int | None = None
+    """Known token count (e.g. from validation); recounted if redaction changes the text."""
 
 
 @dataclass
@@ -87,7 +89,7 @@ def add_examples(
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     redacted_all = [redactor.redact_messages(item.messages) for item in new]
-    token_counts = count_tokens([messages for messages, _ in redacted_all])
+    token_counts = _token_counts(new, redacted_all, count_tokens)
     parent_splits = _parent_splits(session, {i.parent_id for i in new if i.parent_id is not None})
     now = utcnow()
     for item, (messages, redactions), tokens in zip(new, redacted_all, token_counts, strict=True):
@@ -127,6 +129,19 @@ def add_examples(
     return result
 
 
+def _token_counts(
+    new: Sequence[NewExample],
+    redacted: list[tuple[list[dict[str, Any]], dict[str, int]]],
+    count_tokens: TokenCounter,
+) -> list[int]:
+    """Reuse known counts; count only what is unknown or was changed by redaction."""
+    todo = [i for i, item in enumerate(new) if item.token_count is None or redacted[i][1]]
+    counts = [item.token_count or 0 for item in new]
+    for index, tokens in zip(todo, count_tokens([redacted[i][0] for i in todo]), strict=True):
+        counts[index] = tokens
+    return counts
+
+
 def _parent_splits(session: Session, parent_ids: set[int]) -> dict[int, Split]:
     if not parent_ids:
         return {}
@@ -140,20 +155,17 @@ def _parent_splits(session: Session, parent_ids: set[int]) -> dict[int, Split]:
 
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """INSERT ... ON CONFLICT (content_hash) DO NOTHING, in chunks; returns the new ids."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    ids: list[int] = []
-    chunk = 500 if dialect == "postgresql" else 2000
-    for start in range(0, len(rows), chunk):
-        statement = (
-            insert(Example)
-            .values(rows[start : start + chunk])
-            .on_conflict_do_nothing(index_elements=["content_hash"])
-            .returning(Example.id)
-        )
-        ids.extend(session.exec(statement).scalars().all())  # type: ignore[call-overload]
-    return ids
+    """INSERT ... ON CONFLICT (content_hash) DO NOTHING as one executemany; returns the new ids.
+
+    A compiled statement with many parameter sets lets SQLAlchemy batch the rows ("insertmanyvalues")
+    instead of compiling a huge multi-VALUES statement.
+    """
+    table = Example.__table__  # type: ignore[attr-defined]
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(table).on_conflict_do_nothing(index_elements=["content_hash"]).returning(table.c.id)
+    )
+    return list(session.connection().execute(statement, rows).scalars())
 
 
 def set_example_status(

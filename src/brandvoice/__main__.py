@@ -1,0 +1,3 @@
+from brandvoice.bot.cli import app
+
+app()

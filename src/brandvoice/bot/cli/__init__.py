@@ -1,0 +1,36 @@
+"""The ``brandvoice`` command line: one typer app, one module per group of commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from brandvoice.bot.cli import data, demo
+from brandvoice.bot.cli.context import configure_logging, console, engine, friendly_errors, settings
+
+app = typer.Typer(
+    help="brandvoice: teach a model your team's voice from inside Slack.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(data.dataset_app, name="dataset")
+app.add_typer(data.examples_app, name="examples")
+app.command("import")(data.import_command)
+app.command("export")(data.export_command)
+app.command("demo")(demo.demo_command)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    configure_logging(verbose)
+
+
+@db_app.command("upgrade")
+@friendly_errors
+def db_upgrade() -> None:
+    """Create the database or migrate it to the newest schema."""
+    engine()
+    console.print(f"database ready: {settings().database_url}")

@@ -1,0 +1,153 @@
+"""Dataset snapshots: immutable, hashed train/val files that a training run is pinned to.
+
+The validation set holds real examples only. Synthetic examples follow their parent's split, so
+a child of a validation example never reaches training, and each real example contributes at most
+``synthetic_per_example`` children, the best scored first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from brandvoice.store.examples import hash_fraction
+from brandvoice.store.jsonl import DEFAULT_MAX_TOKENS, write_jsonl
+from brandvoice.store.models import DatasetSnapshot, Example, ExampleSource, ExampleStatus, Split
+
+MIN_EXAMPLES_FOR_VALIDATION = 5
+
+
+@dataclass(frozen=True)
+class SnapshotOptions:
+    synthetic_per_example: int = 3
+    epochs: int = 3
+    price_per_million_tokens: float = 0.0
+    max_tokens_per_example: int = DEFAULT_MAX_TOKENS
+
+
+def select_examples(
+    session: Session, synthetic_per_example: int
+) -> tuple[list[Example], list[Example]]:
+    """The (train, val) examples a snapshot taken now would hold, in id order."""
+    approved = list(
+        session.exec(
+            select(Example)
+            .where(Example.status == ExampleStatus.APPROVED)
+            .order_by(col(Example.id))
+        )
+    )
+    real = [e for e in approved if e.source != ExampleSource.SYNTHETIC]
+    _ensure_validation_example(session, real, approved)
+    real_ids = {e.id: e for e in real}
+    children: dict[int, list[Example]] = defaultdict(list)
+    for example in approved:
+        if example.source == ExampleSource.SYNTHETIC and example.parent_id in real_ids:
+            children[example.parent_id].append(example)
+    train = [e for e in real if e.split == Split.TRAIN]
+    for parent in train:
+        ranked = sorted(children.get(parent.id, []), key=lambda e: (-_score(e), e.id or 0))
+        train.extend(ranked[:synthetic_per_example])
+    train.sort(key=lambda e: e.id or 0)
+    val = [e for e in real if e.split == Split.VAL]
+    return train, val
+
+
+def _score(example: Example) -> float:
+    score = example.provenance.get("score") if example.provenance else None
+    return float(score) if isinstance(score, int | float) else 0.0
+
+
+def _ensure_validation_example(
+    session: Session, real: list[Example], approved: list[Example]
+) -> None:
+    """With at least 5 real examples and none held out, hold out the one the hash ranks first.
+
+    The change is stored, so the example keeps its split in every later snapshot.
+    """
+    if len(real) < MIN_EXAMPLES_FOR_VALIDATION or any(e.split == Split.VAL for e in real):
+        return
+    chosen = min(real, key=lambda e: hash_fraction(e.content_hash))
+    chosen.split = Split.VAL
+    session.add(chosen)
+    for child in approved:
+        if child.parent_id == chosen.id:
+            child.split = Split.VAL
+            session.add(child)
+    session.flush()
+
+
+def snapshot_hash(train: list[Example], val: list[Example]) -> str:
+    digest = hashlib.sha256()
+    for split, examples in (("train", train), ("val", val)):
+        for content in sorted(e.content_hash for e in examples):
+            digest.update(f"{split}:{content}\n".encode())
+    return digest.hexdigest()
+
+
+def snapshot_stats(
+    train: list[Example], val: list[Example], options: SnapshotOptions
+) -> dict[str, Any]:
+    by_source: Counter[str] = Counter()
+    for example in (*train, *val):
+        by_source[str(example.source)] += 1
+    train_tokens = sum(e.token_count for e in train)
+    billed = options.epochs * sum(min(options.max_tokens_per_example, e.token_count) for e in train)
+    return {
+        "train": len(train),
+        "val": len(val),
+        "by_source": dict(sorted(by_source.items())),
+        "real_train": sum(e.source != ExampleSource.SYNTHETIC for e in train),
+        "synthetic_train": sum(e.source == ExampleSource.SYNTHETIC for e in train),
+        "train_tokens": train_tokens,
+        "val_tokens": sum(e.token_count for e in val),
+        "epochs": options.epochs,
+        "estimated_training_tokens": billed,
+        "estimated_cost": round(billed / 1_000_000 * options.price_per_million_tokens, 4),
+    }
+
+
+def snapshot_dataset(
+    session: Session,
+    artifacts_dir: Path,
+    options: SnapshotOptions | None = None,
+    actor: str | None = None,
+) -> tuple[DatasetSnapshot, bool]:
+    """Snapshot the approved examples; returns (snapshot, created). The same examples give the same
+    snapshot back instead of a new one."""
+    options = options or SnapshotOptions()
+    train, val = select_examples(session, options.synthetic_per_example)
+    if not train:
+        raise ValueError("no approved training examples to snapshot; import or approve some first")
+    digest = snapshot_hash(train, val)
+    existing = session.exec(
+        select(DatasetSnapshot).where(DatasetSnapshot.content_hash == digest)
+    ).first()
+    if existing is not None and Path(existing.train_path).is_file():
+        return existing, False
+    folder = Path(artifacts_dir) / "snapshots" / digest[:16]
+    train_path, val_path = folder / "train.jsonl", folder / "val.jsonl"
+    write_jsonl(train_path, (e.messages for e in train))
+    write_jsonl(val_path, (e.messages for e in val))
+    if existing is not None:
+        return existing, False
+    snapshot = DatasetSnapshot(
+        content_hash=digest,
+        example_ids=[e.id for e in (*train, *val) if e.id is not None],
+        train_path=str(train_path),
+        val_path=str(val_path),
+        stats=snapshot_stats(train, val, options),
+        created_by=actor,
+    )
+    session.add(snapshot)
+    session.flush()
+    return snapshot, True
+
+
+def latest_snapshot(session: Session) -> DatasetSnapshot | None:
+    query = select(DatasetSnapshot).order_by(col(DatasetSnapshot.id).desc())
+    return session.exec(query).first()

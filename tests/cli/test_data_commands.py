@@ -1,0 +1,62 @@
+"""The CLI as a user runs it: a real process, its exit code and what it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_DATA
+
+CLI = [sys.executable, "-m", "brandvoice"]
+
+
+@pytest.fixture
+def run(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
+    env = {**os.environ, "DATABASE_URL": database_url, "ARTIFACTS_DIR": str(tmp_path / "artifacts")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    return run
+
+
+def test_import_with_bad_lines_exits_2_with_one_line_per_problem_and_no_traceback(run):
+    result = run("import", str(TEST_DATA / "bad_examples.jsonl"))
+    assert result.returncode == 2
+    assert f"{TEST_DATA / 'bad_examples.jsonl'}:2: not valid JSON" in result.stderr
+    assert "nothing imported" in result.stderr
+    assert "Traceback" not in result.stderr
+    stats = run("dataset", "stats")
+    assert "approved" not in stats.stdout
+
+
+def test_import_export_round_trip_and_snapshot(run, tmp_path):
+    good = TEST_DATA / "good_examples.jsonl"
+    imported = run("import", str(good))
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 6 example(s)" in imported.stdout
+    out = tmp_path / "out.jsonl"
+    assert run("export", "--out", str(out)).returncode == 0
+    original = [json.loads(line) for line in good.read_text().splitlines()]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == original
+    snapshot = run("dataset", "snapshot")
+    assert snapshot.returncode == 0, snapshot.stderr
+    assert "snapshot 1 created" in snapshot.stdout
+
+
+def test_missing_file_and_unknown_example_are_one_clear_line(run):
+    missing = run("import", "nope.jsonl")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "error: nope.jsonl: no such file"
+    unknown = run("examples", "approve", "999")
+    assert unknown.returncode == 2
+    assert "example 999 does not exist" in unknown.stderr
+    bad_split = run("export", "--split", "test")
+    assert bad_split.returncode == 2 and "--split must be train, val or all" in bad_split.stderr
