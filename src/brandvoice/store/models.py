@@ -143,6 +143,19 @@ class DatasetSnapshot(SQLModel, table=True):
 class TrainingRun(SQLModel, table=True):
     """One retrain attempt, from enqueue to a registered candidate (or a failure with its reason)."""
 
+    __table_args__ = (
+        # At most one running run per workspace, however many workers race for the queue.
+        Index(
+            "uq_one_running_per_workspace",
+            "workspace",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+        # A scheduled fire time enqueues one run, however many workers see it.
+        UniqueConstraint("scheduled_for", name="uq_run_scheduled_for"),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     status: RunStatus = enum_column(RunStatus, default=RunStatus.QUEUED, index=True)
     backend: str = "local"
@@ -159,6 +172,7 @@ class TrainingRun(SQLModel, table=True):
     external_job_id: str | None = None
     cancel_requested: bool = False
     force: bool = False
+    scheduled_for: datetime | None = None
     requested_by: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None

@@ -86,6 +86,7 @@ def upgrade() -> None:
         sa.Column("external_job_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("force", sa.Boolean(), nullable=False),
+        sa.Column("scheduled_for", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.Column("requested_by", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("started_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
@@ -98,6 +99,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("trainingrun", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_trainingrun_status"), ["status"], unique=False)
+        batch_op.create_index(
+            "uq_one_running_per_workspace",
+            ["workspace"],
+            unique=True,
+            sqlite_where=sa.text("status = 'running'"),
+            postgresql_where=sa.text("status = 'running'"),
+        )
+        batch_op.create_unique_constraint("uq_run_scheduled_for", ["scheduled_for"])
 
     op.create_table(
         "modelversion",
@@ -288,6 +297,7 @@ def downgrade() -> None:
 
     op.drop_table("modelversion")
     with op.batch_alter_table("trainingrun", schema=None) as batch_op:
+        batch_op.drop_index("uq_one_running_per_workspace")
         batch_op.drop_index(batch_op.f("ix_trainingrun_status"))
 
     op.drop_table("trainingrun")
