@@ -191,6 +191,33 @@ def set_example_status(
     return example
 
 
+def edit_example(
+    session: Session,
+    example_id: int,
+    messages: list[dict[str, Any]],
+    actor: str,
+    count_tokens: TokenCounter,
+    redactor: Redactor | None = None,
+) -> Example:
+    """Replace an example's messages (redacted, re-hashed, re-counted); its split stays put."""
+    example = session.get(Example, example_id)
+    if example is None:
+        raise LookupError(f"example {example_id} does not exist")
+    redacted, redactions = (redactor or Redactor()).redact_messages(messages)
+    digest = content_hash(redacted)
+    clash = session.exec(
+        select(Example.id).where(Example.content_hash == digest, Example.id != example_id)
+    ).first()
+    if clash is not None:
+        raise ValueError(f"example {clash} already has exactly this content")
+    example.messages, example.content_hash, example.redactions = redacted, digest, redactions
+    example.token_count = count_tokens([redacted])[0]
+    example.updated_at = utcnow()
+    session.add(example)
+    record_audit(session, actor, "example.edit", f"example:{example_id}")
+    return example
+
+
 def list_examples(
     session: Session,
     status: ExampleStatus | None = None,

@@ -1,0 +1,1 @@
+"""The REST API (bearer-token auth), health checks and the OpenAI-compatible chat endpoint."""

@@ -1,0 +1,169 @@
+"""``/v1/chat/completions``: any app speaks in the team's voice through the ``openai`` SDK.
+
+``model`` names a version ("v3"), or anything else ("brandvoice") for the promoted one. Every
+answer is recorded as an interaction, like the bot's, so API traffic can be curated too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from brandvoice.bot.api.deps import get_engine, get_settings, require_token
+from brandvoice.bot.settings import Settings
+from brandvoice.inference.chat import ChatBackend, ChatResult, Sampling
+from brandvoice.store.db import session_scope
+from brandvoice.store.feedback import record_interaction
+from brandvoice.store.models import ModelVersion, VersionStatus
+from brandvoice.store.redact import Redactor
+from brandvoice.trainer.registry import RegistryError, get_version, promoted_version
+
+router = APIRouter(tags=["chat"])
+
+BackendLoader = Callable[[ModelVersion | None], ChatBackend]
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+    name: str | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    model: str = Field(
+        "brandvoice", description="A version such as 'v3', or any name for the promoted one."
+    )
+    messages: list[ChatMessage] = Field(min_length=1)
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int | None = None
+    stream: bool = False
+    user: str | None = None
+
+
+def _resolve_version(engine: Any, model: str) -> ModelVersion | None:
+    with session_scope(engine) as session:
+        if model.startswith("v") and model[1:].isdigit():
+            try:
+                version = get_version(session, model)
+            except RegistryError as exc:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+            if version.status == VersionStatus.DISCARDED:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"{model} was discarded")
+            return version
+        return promoted_version(session)
+
+
+def _backend_for(request: Request, version: ModelVersion | None) -> ChatBackend:
+    """One backend per version, kept for later requests (loading a model is slow)."""
+    cache: dict[int | None, ChatBackend] = request.app.state.chat_backends
+    key = version.id if version is not None else None
+    if key not in cache:
+        loader: BackendLoader = request.app.state.backend_loader
+        cache[key] = loader(version)
+    return cache[key]
+
+
+def _completion_body(
+    completion_id: str, model: str, result: ChatResult, created: int
+) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "finish_reason": result.finish_reason or "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": result.usage.prompt_tokens,
+            "completion_tokens": result.usage.completion_tokens,
+            "total_tokens": result.usage.total_tokens,
+        },
+    }
+
+
+def _sse_chunks(completion_id: str, model: str, result: ChatResult, created: int) -> Iterator[str]:
+    """The reply as OpenAI's ``chat.completion.chunk`` events, word by word, then ``[DONE]``."""
+
+    def event(delta: dict[str, str], finish: str | None) -> str:
+        chunk = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+
+    yield event({"role": "assistant", "content": ""}, None)
+    words = result.text.split(" ")
+    for index, word in enumerate(words):
+        yield event({"content": word if index == 0 else " " + word}, None)
+    yield event({}, result.finish_reason or "stop")
+    yield "data: [DONE]\n\n"
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest,
+    request: Request,
+    actor: Annotated[str, Depends(require_token)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> dict[str, Any] | StreamingResponse:
+    engine = get_engine(request)
+    version = await asyncio.to_thread(_resolve_version, engine, body.model)
+    backend = await asyncio.to_thread(_backend_for, request, version)
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    if messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": settings.system_prompt})
+    sampling = Sampling(
+        temperature=body.temperature,
+        max_tokens=body.max_completion_tokens or body.max_tokens or 256,
+        top_p=body.top_p,
+        seed=body.seed,
+    )
+    started = time.perf_counter()
+    result = await asyncio.to_thread(backend.complete, messages, sampling)
+    latency_ms = int((time.perf_counter() - started) * 1000)
+    redactor = Redactor(settings.redact_kinds)
+    prompt, _ = redactor.redact_messages(messages)
+    reply, _ = redactor.redact_text(result.text)
+
+    def record() -> None:
+        with session_scope(engine) as session:
+            record_interaction(
+                session,
+                channel="api",
+                message_ts=None,
+                prompt_messages=prompt,
+                reply=reply,
+                asker=body.user or actor,
+                model_version_id=version.id if version else None,
+                latency_ms=latency_ms,
+            )
+
+    await asyncio.to_thread(record)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    model_name = version.name if version else "base"
+    created = int(time.time())
+    if body.stream:
+        return StreamingResponse(
+            _sse_chunks(completion_id, model_name, result, created),
+            media_type="text/event-stream",
+        )
+    return _completion_body(completion_id, model_name, result, created)

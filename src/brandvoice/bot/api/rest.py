@@ -1,0 +1,204 @@
+"""REST routes for examples, snapshots, runs, models and reports (all behind the bearer token)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+
+from brandvoice.bot.api.deps import Actor, SessionDep, get_settings, require_token
+from brandvoice.bot.settings import Settings
+from brandvoice.inference.tokens import count_chat_tokens_batch
+from brandvoice.store.examples import edit_example, list_examples, set_example_status
+from brandvoice.store.jsonl import check_example
+from brandvoice.store.models import (
+    DatasetSnapshot,
+    Example,
+    ExampleSource,
+    ExampleStatus,
+    ModelVersion,
+    Split,
+    TrainingRun,
+)
+from brandvoice.store.redact import Redactor
+from brandvoice.store.runs import enqueue_run, latest_runs, request_cancel
+from brandvoice.trainer.registry import (
+    RegistryError,
+    discard_version,
+    get_version,
+    list_versions,
+    promote_version,
+    rollback,
+)
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+
+
+class ExampleEdit(BaseModel):
+    messages: list[dict[str, Any]] = Field(description="The new messages, OpenAI chat format.")
+
+
+class RunRequest(BaseModel):
+    force: bool = Field(False, description="Train even with few new examples.")
+    backend: Literal["local", "openai", "together"] | None = None
+
+
+def _not_found(exc: Exception) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, str(exc).strip("'\""))
+
+
+def _conflict(exc: Exception) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+
+
+@router.get("/examples", response_model=list[Example], tags=["examples"])
+def get_examples(
+    session: SessionDep,
+    status_: Annotated[ExampleStatus | None, Query(alias="status")] = None,
+    source: ExampleSource | None = None,
+    split: Split | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Example]:
+    return list_examples(session, status_, source, split, min(limit, 1000), offset)
+
+
+@router.post("/examples/{example_id}/{decision}", response_model=Example, tags=["examples"])
+def decide_example(
+    example_id: int, decision: Literal["approve", "reject"], session: SessionDep, actor: Actor
+) -> Example:
+    new_status = ExampleStatus.APPROVED if decision == "approve" else ExampleStatus.REJECTED
+    try:
+        return set_example_status(session, example_id, new_status, actor)
+    except LookupError as exc:
+        raise _not_found(exc) from exc
+
+
+@router.patch("/examples/{example_id}", response_model=Example, tags=["examples"])
+def patch_example(
+    example_id: int,
+    body: ExampleEdit,
+    session: SessionDep,
+    actor: Actor,
+    settings: Settings = Depends(get_settings),
+) -> Example:
+    problem = check_example({"messages": body.messages})
+    if problem:
+        raise HTTPException(422, problem[1])
+    try:
+        return edit_example(
+            session,
+            example_id,
+            body.messages,
+            actor,
+            count_chat_tokens_batch,
+            Redactor(settings.redact_kinds),
+        )
+    except LookupError as exc:
+        raise _not_found(exc) from exc
+    except ValueError as exc:
+        raise _conflict(exc) from exc
+
+
+@router.get("/snapshots", response_model=list[DatasetSnapshot], tags=["snapshots"])
+def get_snapshots(session: SessionDep) -> list[DatasetSnapshot]:
+    return list(session.exec(select(DatasetSnapshot).order_by(col(DatasetSnapshot.id).desc())))
+
+
+@router.get("/snapshots/{snapshot_id}/{split}.jsonl", tags=["snapshots"])
+def download_snapshot(
+    snapshot_id: int, split: Literal["train", "val"], session: SessionDep
+) -> FileResponse:
+    snapshot = session.get(DatasetSnapshot, snapshot_id)
+    if snapshot is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"snapshot {snapshot_id} does not exist")
+    path = Path(snapshot.train_path if split == "train" else snapshot.val_path)
+    if not path.is_file():
+        raise HTTPException(status.HTTP_410_GONE, f"{path} is no longer on disk")
+    return FileResponse(path, media_type="application/jsonl", filename=f"{split}.jsonl")
+
+
+@router.get("/runs", response_model=list[TrainingRun], tags=["runs"])
+def get_runs(session: SessionDep, limit: int = 20) -> list[TrainingRun]:
+    return latest_runs(session, min(limit, 200))
+
+
+@router.post(
+    "/runs", response_model=TrainingRun, status_code=status.HTTP_202_ACCEPTED, tags=["runs"]
+)
+def post_run(
+    body: RunRequest,
+    session: SessionDep,
+    actor: Actor,
+    settings: Settings = Depends(get_settings),
+) -> TrainingRun:
+    backend = body.backend or settings.training_backend
+    return enqueue_run(session, actor, backend=backend, force=body.force)
+
+
+@router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"])
+def get_run(run_id: int, session: SessionDep) -> TrainingRun:
+    run = session.get(TrainingRun, run_id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} does not exist")
+    return run
+
+
+@router.post("/runs/{run_id}/cancel", response_model=TrainingRun, tags=["runs"])
+def cancel_run(run_id: int, session: SessionDep, actor: Actor) -> TrainingRun:
+    try:
+        return request_cancel(session, run_id, actor)
+    except LookupError as exc:
+        raise _not_found(exc) from exc
+    except ValueError as exc:
+        raise _conflict(exc) from exc
+
+
+@router.get("/models", response_model=list[ModelVersion], tags=["models"])
+def get_models(session: SessionDep) -> list[ModelVersion]:
+    return list_versions(session)
+
+
+@router.post("/models/rollback", tags=["models"])
+def post_rollback(session: SessionDep, actor: Actor) -> dict[str, str | None]:
+    try:
+        restored, demoted = rollback(session, actor)
+    except RegistryError as exc:
+        raise _conflict(exc) from exc
+    return {"restored": restored.name if restored else None, "demoted": demoted.name}
+
+
+@router.post("/models/{name}/{action}", response_model=ModelVersion, tags=["models"])
+def post_model_action(
+    name: str, action: Literal["promote", "discard"], session: SessionDep, actor: Actor
+) -> ModelVersion:
+    transition = promote_version if action == "promote" else discard_version
+    try:
+        version, _ = transition(session, name, actor)
+    except RegistryError as exc:
+        missing = str(exc).startswith("no model version")
+        raise (_not_found(exc) if missing else _conflict(exc)) from exc
+    return version
+
+
+@router.get("/reports", tags=["reports"])
+def get_reports(session: SessionDep) -> list[dict[str, Any]]:
+    """Every version's evaluation report, newest first."""
+    return [
+        {"version": v.name, "status": v.status, "eval": v.eval}
+        for v in reversed(list_versions(session))
+        if v.eval
+    ]
+
+
+@router.get("/reports/{name}", tags=["reports"])
+def get_report(name: str, session: SessionDep) -> dict[str, Any]:
+    try:
+        version = get_version(session, name)
+    except RegistryError as exc:
+        raise _not_found(exc) from exc
+    return {"version": version.name, "status": version.status, "eval": version.eval}

@@ -1,0 +1,56 @@
+"""The web app: Slack events, the REST API, the OpenAI-compatible chat endpoint and health checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from sqlalchemy import Engine
+
+import brandvoice
+from brandvoice.bot.api import chat_completions, health, rest
+from brandvoice.bot.api.chat_completions import BackendLoader
+from brandvoice.bot.settings import Settings
+from brandvoice.store.db import make_engine, upgrade
+
+
+def create_app(
+    settings: Settings,
+    engine: Engine | None = None,
+    backend_loader: BackendLoader | None = None,
+    slack_app: Any = None,
+) -> FastAPI:
+    """Build the app; the database is migrated first so every route sees the newest schema.
+
+    ``slack_app`` is a slack-bolt ``AsyncApp``; its events, commands, shortcuts and interactivity
+    all arrive at ``/slack/events``, verified by bolt's signature check.
+    """
+    if engine is None:
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+    if backend_loader is None:
+        from brandvoice.bot.slack.provider import settings_backend_loader
+
+        backend_loader = settings_backend_loader(settings)
+    app = FastAPI(
+        title="brandvoice",
+        version=brandvoice.__version__,
+        description="Curate, retrain and serve your team's brand-voice model.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.backend_loader = backend_loader
+    app.state.chat_backends = {}
+    app.include_router(health.router)
+    app.include_router(rest.router)
+    app.include_router(chat_completions.router)
+    if slack_app is not None:
+        from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+
+        handler = AsyncSlackRequestHandler(slack_app)
+
+        @app.post("/slack/events", include_in_schema=False)
+        async def slack_events(request: Request) -> Any:
+            return await handler.handle(request)
+
+    return app
