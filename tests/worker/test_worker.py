@@ -6,11 +6,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from brandvoice.bot.worker import RunReporter, RunSkipped, Worker
+from brandvoice.bot.worker import RunReporter, Worker
 from brandvoice.store.db import make_engine, session_scope
 from brandvoice.store.kv import set_setting
 from brandvoice.store.models import RunStatus, TrainingRun
-from brandvoice.store.runs import claim_next_run, enqueue_run, recover_stale_runs, request_cancel
+from brandvoice.store.runs import (
+    RunSkipped,
+    claim_next_run,
+    enqueue_run,
+    recover_stale_runs,
+    request_cancel,
+)
 
 MONDAY_0859 = datetime(2026, 11, 23, 8, 59, 30, tzinfo=UTC)
 

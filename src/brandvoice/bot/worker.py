@@ -22,6 +22,8 @@ from sqlalchemy import Engine
 from brandvoice.bot.schedule import RetrainSchedule
 from brandvoice.store.models import RunStatus
 from brandvoice.store.runs import (
+    RunCancelled,
+    RunSkipped,
     claim_next_run,
     enqueue_scheduled_run,
     finish_run,
@@ -30,14 +32,6 @@ from brandvoice.store.runs import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class RunCancelled(Exception):
-    """Raised inside a run when someone asked to cancel it."""
-
-
-class RunSkipped(Exception):
-    """Raised inside a run that has nothing to do; the message is the stated reason."""
 
 
 class RunReporter:

@@ -22,6 +22,14 @@ ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED)
 
 
+class RunCancelled(Exception):
+    """Raised inside a run when someone asked to cancel it."""
+
+
+class RunSkipped(Exception):
+    """Raised inside a run that has nothing to do; the message is the stated reason."""
+
+
 def enqueue_run(
     session: Session,
     requested_by: str,

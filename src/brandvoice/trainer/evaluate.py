@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from brandvoice.inference.chat import ChatBackend, Sampling
-from brandvoice.trainer.sft_data import IGNORE_INDEX, read_chat_jsonl, tokenize_chat
+from brandvoice.trainer.sft_data import read_chat_jsonl
 
 Messages = list[dict[str, Any]]
 Similarity = Callable[[Sequence[str], Sequence[str]], list[float]]
@@ -151,29 +151,13 @@ def judge_pairwise(
     return scores
 
 
-def mean_target_loss(contender: Contender, conversations: list[Messages], max_length: int) -> float:
+def mean_target_loss(contender: Contender, val_path: Path, max_length: int) -> float:
     """Mean cross-entropy over assistant tokens (the training objective) for a local model."""
-    import torch
+    from brandvoice.trainer.lora import validation_loss
 
     backend: Any = contender.backend
-    tokenizer = backend.base.tokenizer
-    total, count = 0.0, 0
-    with backend.host.active(backend.adapter) as model, torch.inference_mode():
-        for messages in conversations:
-            example = tokenize_chat(tokenizer, messages, max_length)
-            if example.n_targets == 0:
-                continue
-            ids = torch.tensor([example.input_ids], device=backend.base.device)
-            labels = torch.tensor([example.labels], device=backend.base.device)
-            logits = model(input_ids=ids).logits[:, :-1].float()
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]),
-                labels[:, 1:].reshape(-1),
-                ignore_index=IGNORE_INDEX,
-                reduction="sum",
-            )
-            total, count = total + float(loss), count + example.n_targets
-    return total / max(count, 1)
+    with backend.host.active(backend.adapter) as model:
+        return validation_loss(model, val_path, base_model=backend.base.name, max_length=max_length)
 
 
 def perplexity(contender: Contender, texts: list[str], max_length: int = 256) -> float:
@@ -310,8 +294,8 @@ def evaluate(
         if progress:
             progress("validation loss")
         metrics["val_loss"] = {
-            "candidate": round(mean_target_loss(candidate, conversations, max_length), 4),
-            "production": round(mean_target_loss(production, conversations, max_length), 4),
+            "candidate": round(mean_target_loss(candidate, val_path, max_length), 4),
+            "production": round(mean_target_loss(production, val_path, max_length), 4),
         }
     if general_texts and base is not None and candidate.is_local:
         if progress:

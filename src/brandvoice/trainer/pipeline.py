@@ -1,0 +1,280 @@
+"""The retrain pipeline: snapshot, expand, snapshot, train, evaluate, register, report.
+
+Every step reports progress through the run (which also tells it when it was cancelled). The
+registry changes in one transaction at the end, so a run killed at any point leaves the registry
+exactly as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from brandvoice.inference.chat import ChatBackend
+from brandvoice.store.db import session_scope
+from brandvoice.store.models import (
+    DatasetSnapshot,
+    Example,
+    ExampleSource,
+    ExampleStatus,
+    ModelVersion,
+    RunStatus,
+    Split,
+    TrainingRun,
+)
+from brandvoice.store.runs import RunCancelled, RunSkipped
+from brandvoice.store.snapshots import SnapshotOptions, snapshot_dataset
+from brandvoice.trainer.checkpoint import latest_checkpoint
+from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.evaluate import Contender, EvalConfig, Similarity, evaluate
+from brandvoice.trainer.lora import TrainCallback, train_lora
+from brandvoice.trainer.registry import promote_version, promoted_version, register_candidate
+from brandvoice.trainer.report_html import render_report_html
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    def progress(
+        self, fraction: float, stage: str | None = None, metrics: dict[str, Any] | None = None
+    ) -> None:
+        """Record progress; raises ``RunCancelled`` when the run should stop."""
+        ...
+
+
+BackendLoader = Callable[[ModelVersion | None], ChatBackend]
+"""The backend that serves a version (None: the base model)."""
+GenerateStep = Callable[[Engine, Progress], Mapping[str, Any]]
+"""Adds synthetic variations for approved examples that have none yet; returns its summary."""
+Publisher = Callable[[ModelVersion, dict[str, Any]], None]
+"""Announces a finished report (Slack, log)."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    artifacts_dir: Path
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    min_new_examples: int = 20
+    auto_promote: bool = False
+    few_shot: int = 5
+    snapshot: SnapshotOptions = field(default_factory=SnapshotOptions)
+    general_texts: tuple[str, ...] = ()
+
+
+@dataclass
+class PipelineServices:
+    load_backend: BackendLoader
+    similarity: Similarity
+    generate: GenerateStep | None = None
+    judge: ChatBackend | None = None
+    publishers: list[Publisher] = field(default_factory=list)
+
+
+class _ProgressCallback(TrainCallback):
+    """Training steps as run progress between ``start`` and ``end``; a cancel stops after a checkpoint."""
+
+    def __init__(self, progress: Progress, start: float, end: float) -> None:
+        self.progress, self.start, self.end = progress, start, end
+        self.cancelled = False
+
+    def _report(self, step: int, total: int, metrics: Mapping[str, float]) -> str | None:
+        fraction = self.start + (self.end - self.start) * step / max(total, 1)
+        try:
+            self.progress.progress(fraction, "train", {"train": dict(metrics)})
+        except RunCancelled:
+            self.cancelled = True
+            return "stop"
+        return None
+
+    on_step = _report
+    on_eval = _report
+
+
+def new_examples_since_last_success(engine: Engine) -> int:
+    """Approved real examples that no successful run has trained or evaluated on yet."""
+    with session_scope(engine) as session:
+        last = session.exec(
+            select(DatasetSnapshot)
+            .join(TrainingRun, col(TrainingRun.snapshot_id) == col(DatasetSnapshot.id))
+            .where(TrainingRun.status == RunStatus.SUCCEEDED)
+            .order_by(col(TrainingRun.id).desc())
+        ).first()
+        seen = set(last.example_ids) if last else set()
+        approved = session.exec(
+            select(Example.id).where(
+                Example.status == ExampleStatus.APPROVED,
+                Example.source != ExampleSource.SYNTHETIC,
+            )
+        ).all()
+    return sum(1 for example_id in approved if example_id not in seen)
+
+
+def take_snapshot(engine: Engine, config: PipelineConfig, actor: str) -> DatasetSnapshot:
+    with session_scope(engine) as session:
+        snapshot, _ = snapshot_dataset(session, config.artifacts_dir, config.snapshot, actor)
+        return snapshot
+
+
+def few_shot_examples(engine: Engine, n: int) -> list[list[dict[str, Any]]]:
+    """``n`` approved real training examples (hash order, so the same ones each time)."""
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(Example.messages)
+            .where(
+                Example.status == ExampleStatus.APPROVED,
+                Example.source != ExampleSource.SYNTHETIC,
+                Example.split == Split.TRAIN,
+            )
+            .order_by(col(Example.content_hash))
+            .limit(n)
+        ).all()
+    return [list(messages) for messages in rows]
+
+
+def run_retrain(
+    engine: Engine,
+    run_id: int,
+    config: PipelineConfig,
+    services: PipelineServices,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Execute run ``run_id``; returns the metrics stored on the run."""
+    with session_scope(engine) as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            raise LookupError(f"run {run_id} does not exist")
+        force, backend, actor = run.force, run.backend, run.requested_by or "scheduler"
+    if backend != "local":
+        raise ValueError(f"training backend {backend!r} is not available in this build; use local")
+    progress.progress(0.01, "check")
+    new = new_examples_since_last_success(engine)
+    if new < config.min_new_examples and not force:
+        raise RunSkipped(
+            f"only {new} new approved example(s) since the last successful run "
+            f"(MIN_NEW_EXAMPLES is {config.min_new_examples}); force it to train anyway"
+        )
+    progress.progress(0.03, "snapshot")
+    take_snapshot(engine, config, actor)
+    generated: Mapping[str, Any] = {}
+    if services.generate is not None:
+        progress.progress(0.05, "generate")
+        generated = services.generate(engine, progress)
+    snapshot = take_snapshot(engine, config, actor)
+    with session_scope(engine) as session:
+        stored = session.get(TrainingRun, run_id)
+        assert stored is not None
+        stored.snapshot_id = snapshot.id
+        session.add(stored)
+    progress.progress(
+        0.3, "train", {"snapshot": snapshot.content_hash, "generated": dict(generated)}
+    )
+
+    output_dir = config.artifacts_dir / "runs" / f"run-{run_id}"
+    callback = _ProgressCallback(progress, 0.3, 0.8)
+    result = train_lora(
+        snapshot.train_path,
+        snapshot.val_path if snapshot.stats["val"] else None,
+        output_dir,
+        config.train,
+        callback,
+        snapshot_hash=snapshot.content_hash,
+        resume_from=output_dir if latest_checkpoint(output_dir) else None,
+    )
+    if callback.cancelled or result.status == "cancelled":
+        raise RunCancelled(f"run {run_id} was cancelled during training (resumable)")
+    training = {
+        "status": result.status,
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "best_eval_loss": result.best_eval_loss,
+        "first_train_loss": result.first_train_loss,
+        "final_train_loss": result.final_train_loss,
+        "trained_tokens": result.trained_tokens,
+        "seconds": round(result.seconds, 1),
+        "evals": result.evals,
+    }
+
+    progress.progress(0.8, "evaluate", {"training": training})
+    report = evaluate_candidate(engine, config, services, output_dir, snapshot, progress)
+    report.update(
+        training=training, snapshot=_snapshot_summary(snapshot), generated=dict(generated)
+    )
+
+    progress.progress(0.97, "register")
+    with session_scope(engine) as session:
+        version = register_candidate(
+            session,
+            base_model=config.train.base_model,
+            backend=backend,
+            run_id=run_id,
+            snapshot_id=snapshot.id,
+            hyperparameters=config.train.model_dump(mode="json"),
+            adapter_path=str(output_dir),
+            eval=report,
+            actor=actor,
+        )
+        html_path = config.artifacts_dir / "reports" / f"{version.name}.html"
+        version.eval = {**report, "report_path": str(html_path)}
+        if config.auto_promote and report["verdict"]["recommend_promote"]:
+            promote_version(session, version.name, "auto-promote")
+        session.add(version)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(render_report_html(version.name, version.eval), encoding="utf-8")
+    for publish in services.publishers:
+        try:
+            publish(version, version.eval)
+        except Exception:  # a failed announcement must not fail a finished run
+            log.exception("publishing the report of %s failed", version.name)
+    return {"version": version.name, "verdict": report["verdict"], "training": training}
+
+
+def evaluate_candidate(
+    engine: Engine,
+    config: PipelineConfig,
+    services: PipelineServices,
+    adapter_dir: Path,
+    snapshot: DatasetSnapshot,
+    progress: Progress,
+) -> dict[str, Any]:
+    from brandvoice.inference.local_chat import LocalChat
+
+    base_name = config.train.base_model
+    device = None if config.train.device == "auto" else config.train.device
+    with session_scope(engine) as session:
+        current = promoted_version(session)
+    production = Contender(
+        current.name if current else "base model", services.load_backend(current)
+    )
+    candidate = Contender("candidate", LocalChat(base_name, adapter_dir, device=device))
+    base = Contender("base model", LocalChat(base_name, device=device))
+    shots = few_shot_examples(engine, config.few_shot)
+    baseline = Contender(f"base + {len(shots)} examples", base.backend, shots=shots)
+    steps = iter((0.82, 0.86, 0.9, 0.93, 0.95, 0.96))
+
+    def step(stage: str) -> None:
+        progress.progress(next(steps, 0.96), f"evaluate: {stage}")
+
+    return evaluate(
+        Path(snapshot.val_path),
+        candidate,
+        production,
+        baseline,
+        services.similarity,
+        general_texts=list(config.general_texts),
+        base=base,
+        judge=services.judge,
+        config=config.eval,
+        max_length=config.train.max_length,
+        progress=step,
+    )
+
+
+def _snapshot_summary(snapshot: DatasetSnapshot) -> dict[str, Any]:
+    return {"id": snapshot.id, "hash": snapshot.content_hash, **snapshot.stats}

@@ -1,0 +1,120 @@
+"""The evaluation report as a standalone HTML page: metrics, loss curves and samples side by side."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;color:#1d2b1f}
+table{border-collapse:collapse;width:100%;margin:1rem 0}td,th{border:1px solid #cdd5cf;
+padding:.4rem .6rem;vertical-align:top;text-align:left}th{background:#eef3ef}
+.good{color:#1f7a3a}.bad{color:#b3261e}.verdict{padding:.8rem;border-radius:6px;background:#eef3ef}
+pre{white-space:pre-wrap;margin:0;font-family:inherit}
+"""
+
+
+def loss_curve_svg(evals: list[dict[str, Any]], width: int = 640, height: int = 220) -> str:
+    """Training and validation loss per evaluation step as an inline SVG line chart."""
+    series = {
+        "train": [
+            (e["step"], e.get("train_loss")) for e in evals if e.get("train_loss") is not None
+        ],
+        "val": [(e["step"], e.get("eval_loss")) for e in evals if e.get("eval_loss") is not None],
+    }
+    points = [p for values in series.values() for p in values]
+    if len(points) < 2:
+        return "<p>Not enough evaluation steps for a loss curve.</p>"
+    steps = [s for s, _ in points]
+    losses = [v for _, v in points]
+    lo, hi = min(losses), max(losses)
+    x0, x1 = min(steps), max(steps) or 1
+
+    def xy(step: float, loss: float) -> str:
+        x = 40 + (width - 60) * (step - x0) / max(x1 - x0, 1)
+        y = 10 + (height - 40) * (1 - (loss - lo) / max(hi - lo, 1e-9))
+        return f"{x:.1f},{y:.1f}"
+
+    colors = {"train": "#4a7c59", "val": "#c2410c"}
+    lines = [
+        f'<polyline fill="none" stroke="{colors[name]}" stroke-width="2" '
+        f'points="{" ".join(xy(s, v) for s, v in values)}"/>'
+        for name, values in series.items()
+        if values
+    ]
+    legend = " ".join(
+        f'<tspan fill="{colors[n]}">■ {n} loss</tspan>' for n, v in series.items() if v
+    )
+    return (
+        f'<svg width="{width}" height="{height}" role="img" aria-label="loss curves">'
+        f'<text x="40" y="{height - 8}" font-size="12">{legend} · steps {x0}–{x1} · '
+        f"loss {lo:.3f}–{hi:.3f}</text>{''.join(lines)}</svg>"
+    )
+
+
+def _metric_rows(report: dict[str, Any]) -> str:
+    rows = []
+    sims = report.get("voice_similarity", {})
+    if sims:
+        rows.append(("Voice similarity ↑", sims.get("production"), sims.get("candidate"), True))
+    loss = report.get("val_loss") or {}
+    if loss:
+        rows.append(("Validation loss ↓", loss.get("production"), loss.get("candidate"), False))
+    wins = report.get("win_rate", {})
+    html = []
+    for name, production, candidate, higher_better in rows:
+        better = (
+            candidate is not None
+            and production is not None
+            and (candidate > production if higher_better else candidate < production)
+        )
+        mark = "good" if better else "bad"
+        html.append(
+            f"<tr><td>{name}</td><td>{production}</td><td class='{mark}'>{candidate}</td></tr>"
+        )
+    if wins:
+        html.append(
+            f"<tr><td>Win rate vs production</td><td>–</td><td>{wins['vs_production']:.0%}</td></tr>"
+            f"<tr><td>Win rate vs few-shot base</td><td>–</td><td>{wins['vs_baseline']:.0%}</td></tr>"
+        )
+    if report.get("forgetting") is not None:
+        html.append(
+            f"<tr><td>General-text perplexity vs base ↓</td><td>1.00</td>"
+            f"<td>{report['forgetting']:.2f}x</td></tr>"
+        )
+    return "".join(html)
+
+
+def render_report_html(version: str, report: dict[str, Any]) -> str:
+    verdict = report.get("verdict", {})
+    recommend = verdict.get("recommend_promote")
+    reasons = "".join(f"<li>{escape(r)}</li>" for r in verdict.get("reasons", []))
+    snapshot = report.get("snapshot", {})
+    labels = report.get("labels", {})
+    samples = "".join(
+        "<tr>"
+        + "".join(
+            f"<td><pre>{escape(str(s.get(k, '')))}</pre></td>"
+            for k in ("prompt", "reference", "production", "candidate")
+        )
+        + "</tr>"
+        for s in report.get("samples", [])
+    )
+    training = report.get("training", {})
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>brandvoice {escape(version)} report</title><style>{STYLE}</style></head><body>
+<h1>brandvoice {escape(version)}</h1>
+<p class="verdict"><strong>{"Recommend promote" if recommend else "Do not promote"}</strong>
+{f"<ul>{reasons}</ul>" if reasons else ""}</p>
+<p>Data: {snapshot.get("real_train", "?")} real + {snapshot.get("synthetic_train", "?")} synthetic
+training examples, {snapshot.get("val", "?")} validation; snapshot
+<code>{escape(str(snapshot.get("hash", ""))[:12])}</code>. Production:
+{escape(str(labels.get("production", "?")))}. Judge: {escape(str(report.get("judge", "")))}.</p>
+<h2>Metrics</h2><table><tr><th>metric</th><th>production</th><th>candidate</th></tr>
+{_metric_rows(report)}</table>
+<h2>Training</h2><p>{training.get("steps", "?")} steps, best at step
+{training.get("best_step", "?")}, {training.get("trained_tokens", "?")} trained tokens in
+{training.get("seconds", "?")} s ({escape(str(training.get("status", "")))}).</p>
+{loss_curve_svg(training.get("evals", []))}
+<h2>Side by side</h2><table><tr><th>prompt</th><th>reference</th><th>production</th>
+<th>candidate</th></tr>{samples}</table></body></html>"""
