@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,8 +24,9 @@ def create_app(
 ) -> FastAPI:
     """Build the app; the database is migrated first so every route sees the newest schema.
 
-    ``slack_app`` is a slack-bolt ``AsyncApp``; its events, commands, shortcuts and interactivity
-    all arrive at ``/slack/events``, verified by bolt's signature check.
+    ``slack_app`` is a slack-bolt ``AsyncApp``. In HTTP mode its events, commands, shortcuts and
+    interactivity all arrive at ``/slack/events``, verified by bolt's signature check; with
+    ``SLACK_APP_TOKEN`` set it connects out over Socket Mode for the app's lifetime instead.
     """
     if engine is None:
         engine = make_engine(settings.database_url)
@@ -32,7 +35,23 @@ def create_app(
         from brandvoice.bot.slack.provider import settings_backend_loader
 
         backend_loader = settings_backend_loader(settings)
+    socket_mode = slack_app is not None and bool(settings.slack_app_token)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        handler = None
+        if socket_mode:
+            from brandvoice.bot.slack.app import start_socket_mode
+
+            handler = await start_socket_mode(slack_app, settings.slack_app_token or "")
+        try:
+            yield
+        finally:
+            if handler is not None:
+                await handler.close_async()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="brandvoice",
         version=brandvoice.__version__,
         description="Curate, retrain and serve your team's brand-voice model.",
@@ -44,7 +63,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(rest.router)
     app.include_router(chat_completions.router)
-    if slack_app is not None:
+    if slack_app is not None and not socket_mode:
         from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 
         handler = AsyncSlackRequestHandler(slack_app)

@@ -86,6 +86,7 @@ class Worker:
     poll_interval_s: float = 5.0
     heartbeat_interval_s: float = 15.0
     stale_after: timedelta = timedelta(minutes=5)
+    reporter_factory: Callable[[Engine, int], RunReporter] = RunReporter
 
     def __post_init__(self) -> None:
         self.schedule = RetrainSchedule(self.engine, self.default_cron, self.timezone)
@@ -109,7 +110,7 @@ class Worker:
         return run.id
 
     def execute_claimed(self, run_id: int) -> None:
-        reporter = RunReporter(self.engine, run_id)
+        reporter = self.reporter_factory(self.engine, run_id)
         log.info("run %s started on %s", run_id, self.name)
         try:
             with beating(reporter, self.heartbeat_interval_s):

@@ -63,8 +63,9 @@ def enqueue_scheduled_run(engine: Engine, fire_time: datetime, backend: str) -> 
         return None
 
 
-def claim_next_run(engine: Engine, worker: str) -> TrainingRun | None:
-    """Take the oldest queued run for ``worker``; None when there is none or its workspace is busy."""
+def claim_next_run(engine: Engine, worker: str, run_id: int | None = None) -> TrainingRun | None:
+    """Take the oldest queued run (or run ``run_id`` if still queued) for ``worker``; None when
+    there is none or its workspace is busy."""
     try:
         with session_scope(engine) as session:
             query = (
@@ -73,6 +74,8 @@ def claim_next_run(engine: Engine, worker: str) -> TrainingRun | None:
                 .order_by(col(TrainingRun.id))
                 .limit(1)
             )
+            if run_id is not None:
+                query = query.where(TrainingRun.id == run_id)
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             run = session.exec(query).first()
@@ -136,6 +139,26 @@ def finish_run(
             run.metrics = {**run.metrics, **metrics}
         session.add(run)
         return run
+
+
+def requeue_run(session: Session, run_id: int, actor: str) -> TrainingRun:
+    """Put a cancelled or failed run back in the queue; its checkpoints let it resume."""
+    run = session.get(TrainingRun, run_id)
+    if run is None:
+        raise LookupError(f"run {run_id} does not exist")
+    if run.status not in (RunStatus.CANCELLED, RunStatus.FAILED):
+        raise ValueError(
+            f"run {run_id} is {run.status.value}; only cancelled or failed runs resume"
+        )
+    run.status, run.cancel_requested, run.error, run.finished_at = (
+        RunStatus.QUEUED,
+        False,
+        None,
+        None,
+    )
+    session.add(run)
+    record_audit(session, actor, "run.resume", f"run:{run_id}")
+    return run
 
 
 def request_cancel(session: Session, run_id: int, actor: str) -> TrainingRun:

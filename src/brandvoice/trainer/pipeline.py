@@ -151,22 +151,30 @@ def run_retrain(
         if run is None:
             raise LookupError(f"run {run_id} does not exist")
         force, backend, actor = run.force, run.backend, run.requested_by or "scheduler"
+        pinned = run.config.get("snapshot_id")
+        train_config = config.train.model_copy(update=run.config.get("train", {}))
     if backend != "local":
         raise ValueError(f"training backend {backend!r} is not available in this build; use local")
-    progress.progress(0.01, "check")
-    new = new_examples_since_last_success(engine)
-    if new < config.min_new_examples and not force:
-        raise RunSkipped(
-            f"only {new} new approved example(s) since the last successful run "
-            f"(MIN_NEW_EXAMPLES is {config.min_new_examples}); force it to train anyway"
-        )
-    progress.progress(0.03, "snapshot")
-    take_snapshot(engine, config, actor)
     generated: Mapping[str, Any] = {}
-    if services.generate is not None:
-        progress.progress(0.05, "generate")
-        generated = services.generate(engine, progress)
-    snapshot = take_snapshot(engine, config, actor)
+    if pinned is not None:
+        with session_scope(engine) as session:
+            snapshot = session.get(DatasetSnapshot, pinned)
+        if snapshot is None:
+            raise LookupError(f"snapshot {pinned} does not exist")
+    else:
+        progress.progress(0.01, "check")
+        new = new_examples_since_last_success(engine)
+        if new < config.min_new_examples and not force:
+            raise RunSkipped(
+                f"only {new} new approved example(s) since the last successful run "
+                f"(MIN_NEW_EXAMPLES is {config.min_new_examples}); force it to train anyway"
+            )
+        progress.progress(0.03, "snapshot")
+        take_snapshot(engine, config, actor)
+        if services.generate is not None:
+            progress.progress(0.05, "generate")
+            generated = services.generate(engine, progress)
+        snapshot = take_snapshot(engine, config, actor)
     with session_scope(engine) as session:
         stored = session.get(TrainingRun, run_id)
         assert stored is not None
@@ -182,7 +190,7 @@ def run_retrain(
         snapshot.train_path,
         snapshot.val_path if snapshot.stats["val"] else None,
         output_dir,
-        config.train,
+        train_config,
         callback,
         snapshot_hash=snapshot.content_hash,
         resume_from=output_dir if latest_checkpoint(output_dir) else None,
@@ -202,7 +210,9 @@ def run_retrain(
     }
 
     progress.progress(0.8, "evaluate", {"training": training})
-    report = evaluate_candidate(engine, config, services, output_dir, snapshot, progress)
+    report = evaluate_candidate(
+        engine, config, services, output_dir, snapshot, progress, train_config
+    )
     report.update(
         training=training, snapshot=_snapshot_summary(snapshot), generated=dict(generated)
     )
@@ -211,11 +221,11 @@ def run_retrain(
     with session_scope(engine) as session:
         version = register_candidate(
             session,
-            base_model=config.train.base_model,
+            base_model=train_config.base_model,
             backend=backend,
             run_id=run_id,
             snapshot_id=snapshot.id,
-            hyperparameters=config.train.model_dump(mode="json"),
+            hyperparameters=train_config.model_dump(mode="json"),
             adapter_path=str(output_dir),
             eval=report,
             actor=actor,
@@ -242,11 +252,12 @@ def evaluate_candidate(
     adapter_dir: Path,
     snapshot: DatasetSnapshot,
     progress: Progress,
+    train_config: TrainConfig,
 ) -> dict[str, Any]:
     from brandvoice.inference.local_chat import LocalChat
 
-    base_name = config.train.base_model
-    device = None if config.train.device == "auto" else config.train.device
+    base_name = train_config.base_model
+    device = None if train_config.device == "auto" else train_config.device
     with session_scope(engine) as session:
         current = promoted_version(session)
     production = Contender(
@@ -271,7 +282,7 @@ def evaluate_candidate(
         base=base,
         judge=services.judge,
         config=config.eval,
-        max_length=config.train.max_length,
+        max_length=train_config.max_length,
         progress=step,
     )
 

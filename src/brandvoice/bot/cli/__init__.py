@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from brandvoice.bot.cli import data, demo
+from brandvoice.bot.cli import data, demo, models, serve
 from brandvoice.bot.cli.context import configure_logging, console, engine, friendly_errors, settings
 
 app = typer.Typer(
@@ -21,6 +21,13 @@ app.add_typer(data.examples_app, name="examples")
 app.command("import")(data.import_command)
 app.command("export")(data.export_command)
 app.command("demo")(demo.demo_command)
+app.add_typer(models.models_app, name="models")
+app.add_typer(models.runs_app, name="runs")
+app.command("train")(models.train_command)
+app.command("eval")(models.eval_command)
+app.command("chat")(models.chat_command)
+app.command("web")(serve.web_command)
+app.command("worker")(serve.worker_command)
 
 
 @app.callback()

@@ -1,0 +1,210 @@
+"""Training and model commands: train, eval, models, runs, chat."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from brandvoice.bot.cli.context import CliError, console, engine, friendly_errors, settings
+from brandvoice.bot.cli.progress import ConsoleRunReporter, progress_bar
+from brandvoice.bot.services import backend_loader, make_worker
+from brandvoice.inference.chat import Sampling
+from brandvoice.store.db import session_scope
+from brandvoice.store.models import RunStatus, TrainingRun
+from brandvoice.store.runs import enqueue_run, latest_runs, request_cancel, requeue_run
+from brandvoice.trainer.registry import (
+    discard_version,
+    get_version,
+    list_versions,
+    promote_version,
+    rollback,
+)
+
+models_app = typer.Typer(
+    help="The model registry: list, promote, roll back, discard.", no_args_is_help=True
+)
+runs_app = typer.Typer(help="Training runs: list and cancel.", no_args_is_help=True)
+
+
+def execute_run(run_id: int, **train_overrides: Any) -> TrainingRun:
+    """Run ``run_id`` here and now with a progress bar; returns the finished run."""
+    worker = make_worker(
+        settings(), engine(), reporter_factory=ConsoleRunReporter, **train_overrides
+    )
+    with progress_bar() as bar:
+        ConsoleRunReporter.bar = bar
+        from brandvoice.store.runs import claim_next_run
+
+        if claim_next_run(engine(), worker.name, run_id) is None:
+            raise CliError(f"run {run_id} could not be claimed (another run is in progress?)")
+        worker.execute_claimed(run_id)
+    with session_scope(engine()) as session:
+        run = session.get(TrainingRun, run_id)
+        assert run is not None
+        return run
+
+
+def print_run_outcome(run: TrainingRun) -> None:
+    if run.status == RunStatus.SUCCEEDED:
+        from brandvoice.bot.cli.report import print_report
+
+        with session_scope(engine()) as session:
+            version = get_version(session, run.metrics["version"])
+        print_report(version)
+    elif run.status == RunStatus.SKIPPED:
+        console.print(f"run {run.id} skipped: {run.error}")
+    else:
+        raise CliError(f"run {run.id} {run.status.value}: {run.error}", exit_code=1)
+
+
+@friendly_errors
+def train_command(
+    snapshot: Annotated[
+        int | None, typer.Option(help="Train on this snapshot instead of a new one.")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs (default: the measured default).")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many steps.")
+    ] = None,
+    resume: Annotated[
+        int | None, typer.Option(help="Resume a cancelled or failed run from its checkpoint.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Train even with few new examples.")] = True,
+) -> None:
+    """Train a candidate now, evaluate it against production and register it."""
+    overrides = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps)) if v is not None}
+    with session_scope(engine()) as session:
+        if resume is not None:
+            run = requeue_run(session, resume, "cli")
+        else:
+            config: dict[str, Any] = {"train": overrides}
+            if snapshot is not None:
+                config["snapshot_id"] = snapshot
+            run = enqueue_run(
+                session, "cli", backend=settings().training_backend, force=force, config=config
+            )
+        run_id = run.id
+    assert run_id is not None
+    print_run_outcome(execute_run(run_id))
+
+
+@friendly_errors
+def eval_command(version: str) -> None:
+    """Show the evaluation report of VERSION."""
+    from brandvoice.bot.cli.report import print_report
+
+    with session_scope(engine()) as session:
+        print_report(get_version(session, version))
+
+
+@models_app.command("list")
+@friendly_errors
+def list_models() -> None:
+    """Every version, its status and headline metrics."""
+    table = Table()
+    for column in (
+        "version",
+        "status",
+        "base",
+        "voice sim.",
+        "win vs prod.",
+        "verdict",
+        "promoted by",
+    ):
+        table.add_column(column)
+    with session_scope(engine()) as session:
+        for v in list_versions(session):
+            report = v.eval or {}
+            verdict = report.get("verdict", {})
+            table.add_row(
+                v.name,
+                v.status,
+                v.base_model,
+                str(report.get("voice_similarity", {}).get("candidate", "–")),
+                str(report.get("win_rate", {}).get("vs_production", "–")),
+                "promote" if verdict.get("recommend_promote") else "hold" if verdict else "–",
+                f"{v.promoted_by} {v.promoted_at:%Y-%m-%d %H:%M}" if v.promoted_at else "",
+            )
+    console.print(table)
+
+
+@models_app.command("promote")
+@friendly_errors
+def promote_command(version: str, actor: str = "cli") -> None:
+    """Put VERSION in production (the previous one is retired)."""
+    with session_scope(engine()) as session:
+        _, changed = promote_version(session, version, actor)
+    console.print(f"{version} promoted" if changed else f"{version} is already in production")
+
+
+@models_app.command("rollback")
+@friendly_errors
+def rollback_command(actor: str = "cli") -> None:
+    """Return to the previously promoted version (or the base model)."""
+    with session_scope(engine()) as session:
+        restored, demoted = rollback(session, actor)
+    console.print(
+        f"rolled back {demoted.name}; now serving {restored.name if restored else 'the base model'}"
+    )
+
+
+@models_app.command("discard")
+@friendly_errors
+def discard_command(version: str, actor: str = "cli") -> None:
+    """Mark VERSION as discarded so it can never be promoted."""
+    with session_scope(engine()) as session:
+        _, changed = discard_version(session, version, actor)
+    console.print(f"{version} discarded" if changed else f"{version} was already discarded")
+
+
+@runs_app.command("list")
+@friendly_errors
+def list_runs(limit: int = 10) -> None:
+    table = Table()
+    for column in ("run", "status", "stage", "progress", "requested by", "error"):
+        table.add_column(column)
+    with session_scope(engine()) as session:
+        for run in latest_runs(session, limit):
+            table.add_row(
+                str(run.id), run.status, run.stage or "", f"{run.progress:.0%}",
+                run.requested_by or "", (run.error or "")[:60],
+            )  # fmt: skip
+    console.print(table)
+
+
+@runs_app.command("cancel")
+@friendly_errors
+def cancel_run(run_id: int, actor: str = "cli") -> None:
+    """Cancel a queued run, or ask a running one to stop at its next step."""
+    with session_scope(engine()) as session:
+        run = request_cancel(session, run_id, actor)
+    console.print(
+        f"run {run_id}: {'cancelled' if run.status == RunStatus.CANCELLED else 'cancel requested'}"
+    )
+
+
+@friendly_errors
+def chat_command(
+    prompt: str,
+    version: Annotated[
+        str | None, typer.Option(help="A version such as v2 (default: promoted).")
+    ] = None,
+    max_tokens: int = 200,
+    temperature: float = 0.0,
+) -> None:
+    """Ask the promoted model (or VERSION) one question."""
+    from brandvoice.trainer.registry import promoted_version
+
+    with session_scope(engine()) as session:
+        chosen = get_version(session, version) if version else promoted_version(session)
+    backend = backend_loader(settings())(chosen)
+    messages = [
+        {"role": "system", "content": settings().system_prompt},
+        {"role": "user", "content": prompt},
+    ]
+    result = backend.complete(messages, Sampling(temperature=temperature, max_tokens=max_tokens))
+    console.print(f"[dim]{chosen.name if chosen else 'base model'}:[/dim] {result.text}")

@@ -1,0 +1,44 @@
+"""Long-running processes: the web app and the worker (the Procfile's two lines)."""
+
+from __future__ import annotations
+
+import threading
+
+import typer
+
+from brandvoice.bot.cli.context import console, engine, friendly_errors, settings
+
+
+@friendly_errors
+def web_command(
+    host: str | None = typer.Option(None, help="Listen address (default: HOST)."),
+    port: int | None = typer.Option(None, help="Port (default: PORT)."),
+) -> None:
+    """Serve Slack events, the REST API and /v1/chat/completions with uvicorn."""
+    import uvicorn
+
+    from brandvoice.bot.slack.app import create_slack_app, slack_enabled
+    from brandvoice.bot.web import create_app
+
+    config = settings()
+    slack_app = create_slack_app(config, engine()) if slack_enabled(config) else None
+    if slack_app is None:
+        console.print("Slack is not configured (SLACK_BOT_TOKEN): serving the API only")
+    app = create_app(config, engine(), slack_app=slack_app)
+    uvicorn.run(app, host=host or config.host, port=port or config.port, log_level="info")
+
+
+@friendly_errors
+def worker_command() -> None:
+    """Run scheduled and queued retrains until stopped."""
+    from brandvoice.bot.services import make_worker
+
+    worker = make_worker(settings(), engine())
+    console.print(
+        f"worker {worker.name} started; schedule {settings().retrain_schedule} ({settings().timezone})"
+    )
+    stop = threading.Event()
+    try:
+        worker.run_forever(stop)
+    except KeyboardInterrupt:
+        stop.set()

@@ -1,0 +1,136 @@
+"""Builds the running product from settings: backends, the retrain pipeline and the worker.
+
+This is the one place where configuration becomes objects; the CLI, the web app and the worker
+all call it, so they behave the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Engine
+
+from brandvoice.bot.settings import Settings
+from brandvoice.bot.worker import RunReporter, Worker
+from brandvoice.inference.chat import ChatBackend
+from brandvoice.samples import general_text_path
+from brandvoice.store.jsonl import DEFAULT_MAX_TOKENS
+from brandvoice.store.models import ModelVersion
+from brandvoice.store.snapshots import SnapshotOptions
+from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.pipeline import (
+    PipelineConfig,
+    PipelineServices,
+    Publisher,
+    run_retrain,
+)
+
+log = logging.getLogger(__name__)
+
+
+def backend_loader(settings: Settings):  # type: ignore[no-untyped-def]
+    from brandvoice.bot.slack.provider import settings_backend_loader
+
+    return settings_backend_loader(settings)
+
+
+def judge_backend(settings: Settings) -> ChatBackend | None:
+    """The pairwise judge, when a judge model on an OpenAI-compatible server is configured."""
+    if not settings.judge_model:
+        return None
+    from brandvoice.inference.openai_chat import OpenAIChat
+
+    return OpenAIChat(
+        settings.judge_model,
+        base_url=settings.openai_base_url or "https://api.openai.com/v1",
+        api_key=settings.openai_api_key,
+        timeout=settings.chat_timeout_s,
+        concurrency=settings.chat_concurrency,
+    )
+
+
+def pipeline_config(settings: Settings, **train_overrides: Any) -> PipelineConfig:
+    train = TrainConfig(
+        base_model=settings.base_model,
+        device=settings.device or "auto",
+        **train_overrides,
+    )
+    general = general_text_path().read_text(encoding="utf-8").splitlines()
+    return PipelineConfig(
+        artifacts_dir=settings.artifacts_dir,
+        train=train,
+        min_new_examples=settings.min_new_examples,
+        auto_promote=settings.auto_promote,
+        snapshot=SnapshotOptions(
+            synthetic_per_example=settings.synthetic_per_example,
+            epochs=train.epochs,
+            price_per_million_tokens=settings.price_per_million_tokens,
+            max_tokens_per_example=settings.max_example_tokens or DEFAULT_MAX_TOKENS,
+        ),
+        general_texts=tuple(line for line in general if line.strip()),
+    )
+
+
+def log_report(version: ModelVersion, report: dict[str, Any]) -> None:
+    verdict = report.get("verdict", {})
+    log.warning(
+        "%s registered: voice similarity %s, win rate vs production %s, %s",
+        version.name,
+        report.get("voice_similarity", {}).get("candidate"),
+        report.get("win_rate", {}).get("vs_production"),
+        "recommend promote"
+        if verdict.get("recommend_promote")
+        else "; ".join(verdict.get("reasons", [])),
+    )
+
+
+def pipeline_services(
+    settings: Settings, publishers: list[Publisher] | None = None
+) -> PipelineServices:
+    from brandvoice.bot.slack.app import slack_enabled
+    from brandvoice.bot.slack.reports import slack_report_publisher
+    from brandvoice.inference.embeddings import cosine_similarity
+
+    announce: list[Publisher] = [log_report, *(publishers or [])]
+    if slack_enabled(settings) and settings.report_channel:
+        announce.append(slack_report_publisher(settings))
+    return PipelineServices(
+        load_backend=backend_loader(settings),
+        similarity=cosine_similarity,
+        generate=generate_step(settings),
+        judge=judge_backend(settings),
+        publishers=announce,
+    )
+
+
+def generate_step(settings: Settings):  # type: ignore[no-untyped-def]
+    """The synthetic-expansion step of the pipeline, or None where the generator is not built."""
+    try:
+        from brandvoice.bot.commands_generate import pipeline_generate_step
+    except ImportError:
+        return None
+    return pipeline_generate_step(settings)
+
+
+def make_worker(
+    settings: Settings,
+    engine: Engine,
+    publishers: list[Publisher] | None = None,
+    reporter_factory: Any = RunReporter,
+    **train_overrides: Any,
+) -> Worker:
+    config = pipeline_config(settings, **train_overrides)
+    services = pipeline_services(settings, publishers)
+
+    def execute(run_id: int, reporter: RunReporter) -> dict[str, Any]:
+        return run_retrain(engine, run_id, config, services, reporter)
+
+    return Worker(
+        engine,
+        execute,
+        backend=settings.training_backend,
+        default_cron=settings.retrain_schedule,
+        timezone=settings.timezone,
+        reporter_factory=reporter_factory,
+    )

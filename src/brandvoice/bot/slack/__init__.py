@@ -1,0 +1,1 @@
+"""The Slack bot: Bolt app, listeners, Block Kit and the Web API helpers."""

@@ -1,0 +1,344 @@
+"""Block Kit, built by pure functions: data in, blocks out, no Slack calls.
+
+Identifiers that Slack sends back (action ids, callback ids, block ids) are defined here once and
+used by both the builders and the listeners.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+SECTION_LIMIT = 3000
+"""Slack refuses a section whose text is longer (``invalid_blocks``)."""
+FIELD_LIMIT = 2000
+INPUT_LIMIT = 3000
+
+REPLY_EVENT_TYPE = "brandvoice_reply"
+PROMOTE_ACTION = "report_promote"
+DISCARD_ACTION = "report_discard"
+APPROVE_CORRECTION_ACTION = "correction_approve"
+REJECT_CORRECTION_ACTION = "correction_reject"
+CORRECTION_SHORTCUT = "improve_reply"
+CORRECTION_VIEW = "correction_submit"
+CORRECTION_BLOCK = "correction"
+CORRECTION_INPUT = "correction_input"
+
+Block = dict[str, Any]
+
+
+def mrkdwn(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def section(text: str) -> Block:
+    return {"type": "section", "text": mrkdwn(truncate(text, SECTION_LIMIT))}
+
+
+def context(text: str) -> Block:
+    return {"type": "context", "elements": [mrkdwn(text)]}
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def quote(text: str, limit: int = 600) -> str:
+    return "\n".join("> " + line for line in truncate(text.strip(), limit).splitlines()) or ">"
+
+
+def slack_date(when: datetime) -> str:
+    """A date every reader sees in their own time zone."""
+    iso = when.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} at {{time}}|{iso}>"
+
+
+# --- replies -----------------------------------------------------------------------------------
+
+
+def split_message(text: str, limit: int = SECTION_LIMIT) -> list[str]:
+    """Cut a long reply into parts Slack accepts, at paragraph, line or word boundaries."""
+    text = text.strip()
+    parts: list[str] = []
+    while len(text) > limit:
+        window = text[:limit]
+        cut = max(window.rfind("\n\n"), window.rfind("\n"), window.rfind(" "))
+        if cut < limit // 2:
+            cut = limit
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    parts.append(text)
+    return parts
+
+
+def curation_hint(approval_reaction: str, quorum: int, model_label: str) -> str:
+    votes = f"{quorum} × :+1:" if quorum > 0 else ":+1:"
+    return (
+        f"_{model_label}_ · Good answer? A curator's :{approval_reaction}: or {votes} adds it "
+        "to the training set · Wrong? *⋯ › Improve this reply*"
+    )
+
+
+def build_reply_blocks(text: str, hint: str | None = None) -> list[Block]:
+    blocks = [section(text or " ")]
+    if hint:
+        blocks.append(context(hint))
+    return blocks
+
+
+def reply_metadata(interaction_id: int, model_version: str | None) -> dict[str, Any]:
+    """Message metadata naming the interaction and the model version that wrote the reply."""
+    return {
+        "event_type": REPLY_EVENT_TYPE,
+        "event_payload": {
+            "interaction_id": interaction_id,
+            "model_version": model_version or "base",
+        },
+    }
+
+
+# --- corrections -------------------------------------------------------------------------------
+
+
+def build_correction_modal(interaction_id: int, question: str, original_reply: str) -> Block:
+    """The "Improve this reply" modal, prefilled with the bot's reply."""
+    return {
+        "type": "modal",
+        "callback_id": CORRECTION_VIEW,
+        "private_metadata": json.dumps({"interaction_id": interaction_id}),
+        "title": plain("Improve this reply"),
+        "submit": plain("Save"),
+        "close": plain("Cancel"),
+        "blocks": [
+            section(f"*Question*\n{quote(question)}"),
+            {
+                "type": "input",
+                "block_id": CORRECTION_BLOCK,
+                "label": plain("The reply brandvoice should have given"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": CORRECTION_INPUT,
+                    "multiline": True,
+                    "max_length": INPUT_LIMIT,
+                    "initial_value": truncate(original_reply, INPUT_LIMIT),
+                },
+            },
+            context("Curators' corrections are added right away; others go to review first."),
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class SubmittedCorrection:
+    interaction_id: int
+    corrected: str
+    original: str
+
+
+def parse_correction_view(view: Mapping[str, Any]) -> SubmittedCorrection:
+    """What a ``view_submission`` of the correction modal carries."""
+    interaction_id = int(json.loads(view.get("private_metadata") or "{}")["interaction_id"])
+    values = view.get("state", {}).get("values", {})
+    corrected = (values.get(CORRECTION_BLOCK, {}).get(CORRECTION_INPUT, {}).get("value")) or ""
+    original = ""
+    for block in view.get("blocks") or []:
+        if block.get("block_id") == CORRECTION_BLOCK:
+            original = block.get("element", {}).get("initial_value") or ""
+    return SubmittedCorrection(interaction_id, corrected.strip(), original.strip())
+
+
+def correction_errors(submitted: SubmittedCorrection) -> dict[str, str]:
+    """Errors shown under the input, or {} when the correction can be saved."""
+    if not submitted.corrected:
+        return {CORRECTION_BLOCK: "Write the reply brandvoice should have given."}
+    if submitted.corrected == submitted.original:
+        return {CORRECTION_BLOCK: "This is the bot's reply unchanged; edit it before saving."}
+    return {}
+
+
+def build_correction_card(
+    example_id: int, submitter: str, question: str, original: str, corrected: str
+) -> list[Block]:
+    """The review card posted in the curation channel for a pending correction."""
+    value = str(example_id)
+    return [
+        section(f"<@{submitter}> suggested a better reply (example #{example_id})."),
+        section(f"*Question*\n{quote(question)}"),
+        {
+            "type": "section",
+            "fields": [
+                mrkdwn(truncate(f"*Bot's reply*\n{original}", FIELD_LIMIT)),
+                mrkdwn(truncate(f"*Correction*\n{corrected}", FIELD_LIMIT)),
+            ],
+        },
+        {
+            "type": "actions",
+            "block_id": f"correction_actions:{example_id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": APPROVE_CORRECTION_ACTION,
+                    "text": plain("Approve"),
+                    "style": "primary",
+                    "value": value,
+                },
+                {
+                    "type": "button",
+                    "action_id": REJECT_CORRECTION_ACTION,
+                    "text": plain("Reject"),
+                    "style": "danger",
+                    "value": value,
+                },
+            ],
+        },
+    ]
+
+
+def blocks_with_decision(blocks: Sequence[Block], note: str) -> list[Block]:
+    """The same message with its buttons replaced by who decided what, and when."""
+    kept = [block for block in blocks if block.get("type") != "actions"]
+    return [*kept, context(note)]
+
+
+# --- training reports --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    label: str
+    higher_is_better: bool
+    fmt: str = "{:.3f}"
+    baseline: float | None = None
+    """What the candidate is compared with when production has no value (e.g. 50% win rate)."""
+
+
+METRICS: dict[str, MetricSpec] = {
+    "val_loss": MetricSpec("Validation loss", higher_is_better=False),
+    "voice_similarity": MetricSpec("Voice similarity", higher_is_better=True, fmt="{:.2f}"),
+    "win_rate": MetricSpec("Win rate vs production", True, "{:.0%}", baseline=0.5),
+    "win_rate_vs_base": MetricSpec("Win rate vs prompted base", True, "{:.0%}", baseline=0.5),
+    "exact_match": MetricSpec("Exact match", higher_is_better=True, fmt="{:.0%}"),
+    "forgetting": MetricSpec("Forgetting (perplexity ÷ base)", False, "{:.2f}", baseline=1.0),
+}
+
+
+def metric_line(name: str, value: Any) -> str:
+    """``*Validation loss*\\n1.302 → *1.104* ▼ ✅``: production, candidate, direction, verdict."""
+    entry = value if isinstance(value, Mapping) else {"candidate": value}
+    spec = METRICS.get(name) or MetricSpec(
+        name.replace("_", " ").capitalize(), bool(entry.get("higher_is_better", True))
+    )
+    candidate = entry.get("candidate")
+    reference = entry.get("production", spec.baseline)
+    if not isinstance(candidate, int | float):
+        return f"*{spec.label}*\n–"
+    shown = spec.fmt.format(candidate)
+    if not isinstance(reference, int | float):
+        return f"*{spec.label}*\n*{shown}*"
+    diff = candidate - reference
+    if abs(diff) < 1e-9:
+        mark = "= same"
+    else:
+        arrow = "▲" if diff > 0 else "▼"
+        mark = f"{arrow} {'✅' if (diff > 0) == spec.higher_is_better else '⚠️'}"
+    return f"*{spec.label}*\n{spec.fmt.format(reference)} → *{shown}* {mark}"
+
+
+def build_report_blocks(report: Mapping[str, Any]) -> list[Block]:
+    """The training report with Promote and Discard buttons.
+
+    ``report`` keys: ``version``, ``base_model``, ``run_id``, ``production`` (its label; None: the
+    base model), ``data`` (``real``, ``synthetic``, ``snapshot_hash``), ``metrics`` (name ->
+    ``{"candidate": x, "production": y}`` or a number), ``samples`` (``prompt``, ``reference``,
+    ``production``, ``candidate``) and ``verdict`` (``recommend_promote``, ``reason``).
+    ``reports.report_from_eval`` builds it from the pipeline's eval.
+    """
+    version = str(report["version"])
+    data = report.get("data") or {}
+    verdict = report.get("verdict") or {}
+    production = report.get("production") or "the base model"
+    about = [f"Base model `{report.get('base_model', '?')}`"]
+    if report.get("run_id") is not None:
+        about.append(f"run #{report['run_id']}")
+    about.append(f"compared with {production} (production)")
+    snapshot = str(data.get("snapshot_hash") or "")[:12]
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(f"Training report · {version}")},
+        context(" · ".join(about)),
+        section(
+            f"*Data:* {data.get('real', 0)} real + {data.get('synthetic', 0)} synthetic examples"
+            + (f" · snapshot `{snapshot}`" if snapshot else "")
+        ),
+    ]
+    metrics = list((report.get("metrics") or {}).items())
+    for start in range(0, len(metrics), 10):
+        fields = [mrkdwn(metric_line(name, value)) for name, value in metrics[start : start + 10]]
+        blocks.append({"type": "section", "fields": fields})
+    for number, sample in enumerate((report.get("samples") or [])[:3], start=1):
+        blocks.append({"type": "divider"})
+        text = f"*Sample {number}*\n{quote(str(sample.get('prompt', '')), 500)}"
+        if sample.get("reference"):
+            text += f"\n_Reference:_ {truncate(str(sample['reference']), 500)}"
+        blocks.append(section(text))
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    mrkdwn(truncate(f"*Production*\n{sample.get('production', '')}", 900)),
+                    mrkdwn(truncate(f"*Candidate {version}*\n{sample.get('candidate', '')}", 900)),
+                ],
+            }
+        )
+    blocks.append({"type": "divider"})
+    recommend = bool(verdict.get("recommend_promote"))
+    headline = "✅ Recommend promote" if recommend else "⚠️ Keep production"
+    reason = verdict.get("reason")
+    blocks.append(section(f"*Verdict:* {headline}" + (f" — {reason}" if reason else "")))
+    blocks.append(report_actions(version))
+    return blocks
+
+
+def report_actions(version: str) -> Block:
+    return {
+        "type": "actions",
+        "block_id": f"report_actions:{version}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": PROMOTE_ACTION,
+                "text": plain(f"Promote {version}"),
+                "style": "primary",
+                "value": version,
+                "confirm": {
+                    "title": plain(f"Promote {version}?"),
+                    "text": mrkdwn(
+                        f"{version} will answer in Slack and the API from the next message. "
+                        "`/brandvoice rollback` undoes it."
+                    ),
+                    "confirm": plain("Promote"),
+                    "deny": plain("Cancel"),
+                },
+            },
+            {
+                "type": "button",
+                "action_id": DISCARD_ACTION,
+                "text": plain("Discard"),
+                "style": "danger",
+                "value": version,
+            },
+        ],
+    }
+
+
+def report_text(report: Mapping[str, Any]) -> str:
+    """Notification and fallback text of the report."""
+    recommend = bool((report.get("verdict") or {}).get("recommend_promote"))
+    advice = "recommend promote" if recommend else "keep production"
+    return f"Training report for {report['version']}: {advice}"

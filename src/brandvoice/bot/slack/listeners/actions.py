@@ -1,0 +1,34 @@
+"""Buttons: Promote/Discard on training reports, Approve/Reject on correction cards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from brandvoice.bot.slack.blocks import (
+    APPROVE_CORRECTION_ACTION,
+    DISCARD_ACTION,
+    PROMOTE_ACTION,
+    REJECT_CORRECTION_ACTION,
+)
+from brandvoice.bot.slack.corrections import handle_correction_click
+from brandvoice.bot.slack.deps import SlackDeps
+from brandvoice.bot.slack.reports import handle_report_click, parse_report_click
+
+
+async def ack_click(ack: AsyncAck) -> None:
+    await ack()
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    async def decide_report(body: dict[str, Any]) -> None:
+        await handle_report_click(deps, parse_report_click(body))
+
+    async def decide_correction(body: dict[str, Any]) -> None:
+        await handle_correction_click(deps, body)
+
+    for action_id in (PROMOTE_ACTION, DISCARD_ACTION):
+        app.action(action_id)(ack=ack_click, lazy=[decide_report])
+    for action_id in (APPROVE_CORRECTION_ACTION, REJECT_CORRECTION_ACTION):
+        app.action(action_id)(ack=ack_click, lazy=[decide_correction])

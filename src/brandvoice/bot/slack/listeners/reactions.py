@@ -1,0 +1,32 @@
+"""Votes: reactions added to and removed from the bot's replies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from brandvoice.bot.slack.deps import SlackDeps
+from brandvoice.bot.slack.listeners.events import acknowledge
+from brandvoice.bot.slack.votes import (
+    handle_reaction_added,
+    handle_reaction_removed,
+    parse_reaction_event,
+)
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    approval = deps.settings.approval_reaction
+
+    async def count_reaction(event: dict[str, Any], body: dict[str, Any]) -> None:
+        vote = parse_reaction_event(event, body.get("event_id"), approval)
+        if vote is not None:
+            await handle_reaction_added(deps, vote)
+
+    async def retract_reaction(event: dict[str, Any], body: dict[str, Any]) -> None:
+        vote = parse_reaction_event(event, body.get("event_id"), approval)
+        if vote is not None:
+            await handle_reaction_removed(deps, vote)
+
+    app.event("reaction_added")(ack=acknowledge, lazy=[count_reaction])
+    app.event("reaction_removed")(ack=acknowledge, lazy=[retract_reaction])

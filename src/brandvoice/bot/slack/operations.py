@@ -1,0 +1,116 @@
+"""The store operations Slack triggers for work other parts of brandvoice carry out.
+
+``train`` and ``generate`` only enqueue a ``TrainingRun`` row that the worker claims; ``schedule``
+stores the cron the scheduler reads; ``status`` and ``dataset`` summarize the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from brandvoice.bot.schedule import OFF as SCHEDULE_OFF
+from brandvoice.bot.schedule import SCHEDULE_KEY, next_fire_time, parse_cron
+from brandvoice.store.examples import example_counts
+from brandvoice.store.kv import get_setting, set_setting
+from brandvoice.store.models import DatasetSnapshot, ModelVersion, RunStatus, TrainingRun, utcnow
+from brandvoice.store.runs import enqueue_run
+from brandvoice.trainer.registry import promoted_version
+
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class OperationError(ValueError):
+    """A request Slack users can fix; the message says how."""
+
+
+def active_run(session: Session) -> TrainingRun | None:
+    query = select(TrainingRun).where(col(TrainingRun.status).in_(ACTIVE))
+    return session.exec(query.order_by(col(TrainingRun.id))).first()
+
+
+def enqueue_training(
+    session: Session, user: str, *, backend: str, force: bool = False
+) -> TrainingRun:
+    """Queue a retrain for the worker, unless one is already queued or running."""
+    running = active_run(session)
+    if running is not None:
+        raise OperationError(
+            f"run #{running.id} is already {running.status.value}; wait for its report"
+        )
+    return enqueue_run(session, user, backend=backend, force=force)
+
+
+def enqueue_generation(session: Session, user: str, per_example: int) -> TrainingRun:
+    """Queue synthetic generation as a run of kind ``generate`` (the worker dispatches on it)."""
+    if not 1 <= per_example <= 20:
+        raise OperationError(f"generate takes 1 to 20 variations per example, not {per_example}")
+    return enqueue_run(session, user, config={"kind": "generate", "per_example": per_example})
+
+
+def validate_cron(cron: str, timezone: str) -> None:
+    try:
+        parse_cron(cron, timezone)
+    except ValueError as exc:
+        raise OperationError(f"`{cron}` is not a cron expression: {exc}") from exc
+
+
+def set_schedule(session: Session, cron: str, user: str, timezone: str) -> str:
+    """Store a new retrain cron (validated) or ``off``; returns what was stored."""
+    value = cron.strip()
+    if value.lower() == SCHEDULE_OFF:
+        value = SCHEDULE_OFF
+    else:
+        validate_cron(value, timezone)
+    set_setting(session, SCHEDULE_KEY, value, user)
+    return value
+
+
+def current_schedule(session: Session, default: str) -> str:
+    return str(get_setting(session, SCHEDULE_KEY, default))
+
+
+def next_run_at(cron: str, timezone: str, now: datetime | None = None) -> datetime | None:
+    """When the stored schedule fires next (None when off)."""
+    return next_fire_time(cron, timezone, now or utcnow())
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    promoted: ModelVersion | None
+    counts: dict[str, dict[str, int]]
+    last_run: TrainingRun | None
+    schedule: str
+    next_run: datetime | None
+
+
+def status_summary(session: Session, default_schedule: str, timezone: str) -> StatusSummary:
+    last_run = session.exec(select(TrainingRun).order_by(col(TrainingRun.id).desc())).first()
+    schedule = current_schedule(session, default_schedule)
+    return StatusSummary(
+        promoted=promoted_version(session),
+        counts=example_counts(session),
+        last_run=last_run,
+        schedule=schedule,
+        next_run=next_run_at(schedule, timezone),
+    )
+
+
+def latest_snapshot(session: Session) -> DatasetSnapshot | None:
+    query = select(DatasetSnapshot).order_by(col(DatasetSnapshot.id).desc())
+    return session.exec(query).first()
+
+
+def eval_highlights(evaluation: dict[str, Any], limit: int = 4) -> dict[str, float]:
+    """A few numbers from a version's eval: top-level ones, or candidates' values under metrics."""
+    found: dict[str, float] = {}
+    metrics = evaluation.get("metrics") if isinstance(evaluation.get("metrics"), dict) else {}
+    for name, value in [*evaluation.items(), *metrics.items()]:
+        if isinstance(value, dict):
+            value = value.get("candidate")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            found.setdefault(name, float(value))
+    return dict(list(found.items())[:limit])

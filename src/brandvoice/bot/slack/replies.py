@@ -1,0 +1,197 @@
+"""Answering a mention or a DM: thread context, the promoted model, a placeholder updated in place.
+
+Each triggering message is claimed once in the store, so the same question delivered as
+``app_mention`` and as ``message``, or retried by Slack, is answered once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from brandvoice.bot.slack.blocks import (
+    build_reply_blocks,
+    curation_hint,
+    reply_metadata,
+    split_message,
+)
+from brandvoice.bot.slack.client import post_message, thread_messages, update_message
+from brandvoice.bot.slack.deps import ActiveModel, SlackDeps
+from brandvoice.inference.chat import Sampling
+from brandvoice.inference.tokens import count_chat_tokens
+from brandvoice.store.feedback import claim_event, record_interaction
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER = "_Writing a reply…_"
+FAILURE = "Sorry, I could not write a reply just now. Please try again in a moment."
+_MENTION = re.compile(r"<@(\w+)(?:\|[^>]*)?>")
+
+
+@dataclass(frozen=True)
+class Question:
+    channel: str
+    ts: str
+    reply_thread_ts: str
+    """Where the answer goes: the question's thread, or a new thread under it."""
+    in_thread: bool
+    user: str
+    text: str
+
+
+def question_from_event(event: Mapping[str, Any], bot_user_id: str | None) -> Question | None:
+    """The question in an ``app_mention`` or ``message`` event, or None when there is nothing to answer.
+
+    Edits, deletions, other subtypes and bot messages are ignored; a channel ``message`` is only
+    a question when it mentions the bot (it then also arrives as ``app_mention``).
+    """
+    if event.get("subtype") or event.get("bot_id") or not event.get("user"):
+        return None
+    if event.get("user") == bot_user_id:
+        return None
+    text = event.get("text") or ""
+    mentioned = bot_user_id is not None and f"<@{bot_user_id}" in text
+    if event.get("type") == "message" and event.get("channel_type") != "im" and not mentioned:
+        return None
+    question = strip_mention(text, bot_user_id)
+    if not question:
+        return None
+    thread_ts = event.get("thread_ts")
+    return Question(
+        channel=event["channel"],
+        ts=event["ts"],
+        reply_thread_ts=thread_ts or event["ts"],
+        in_thread=bool(thread_ts and thread_ts != event["ts"]),
+        user=event["user"],
+        text=question,
+    )
+
+
+def strip_mention(text: str, bot_user_id: str | None) -> str:
+    def replace(match: re.Match[str]) -> str:
+        return "" if match.group(1) == bot_user_id else match.group(0)
+
+    return _MENTION.sub(replace, text).strip()
+
+
+def thread_to_messages(
+    thread: Sequence[Mapping[str, Any]], question: Question, bot_user_id: str | None
+) -> list[dict[str, str]]:
+    """The thread up to the question as chat turns: the bot's messages are the assistant's."""
+    turns: list[dict[str, str]] = []
+    for message in thread:
+        if float(message.get("ts", "0")) >= float(question.ts):
+            continue
+        from_bot = bool(message.get("bot_id")) or message.get("user") == bot_user_id
+        text = strip_mention(message.get("text") or "", bot_user_id)
+        if text and text != PLACEHOLDER:
+            turns.append({"role": "assistant" if from_bot else "user", "content": text})
+    turns.append({"role": "user", "content": question.text})
+    return turns
+
+
+def fit_to_budget(
+    system_prompt: str,
+    turns: Sequence[dict[str, str]],
+    budget: int,
+    count: Callable[[Sequence[Mapping[str, object]]], int] = count_chat_tokens,
+) -> list[dict[str, str]]:
+    """System prompt plus the most recent turns that fit ``budget`` tokens; the question always stays."""
+    system = {"role": "system", "content": system_prompt}
+    kept: list[dict[str, str]] = [dict(turns[-1])]
+    for turn in reversed(turns[:-1]):
+        if count([system, dict(turn), *kept]) > budget:
+            break
+        kept.insert(0, dict(turn))
+    return [system, *kept]
+
+
+async def answer_question(deps: SlackDeps, question: Question, bot_user_id: str | None) -> None:
+    """Claim the question, post a placeholder, ask the model, record, and update the placeholder."""
+    key = f"reply:{question.channel}:{question.ts}"
+    if not await deps.in_session(lambda s: claim_event(s, key)):
+        log.info("already answered %s/%s; ignoring the repeat", question.channel, question.ts)
+        return
+    placeholder = await post_message(
+        deps.client, question.channel, PLACEHOLDER, thread_ts=question.reply_thread_ts
+    )
+    if placeholder is None:
+        return
+    thread = (
+        await thread_messages(deps.client, question.channel, question.reply_thread_ts)
+        if question.in_thread
+        else []
+    )
+    prompt = fit_to_budget(
+        deps.settings.system_prompt,
+        thread_to_messages(thread, question, bot_user_id),
+        deps.settings.context_token_budget,
+    )
+    started = time.monotonic()
+    try:
+        active, reply = await generate_reply(deps, prompt)
+    except Exception:
+        log.exception("the model failed to answer %s/%s", question.channel, question.ts)
+        await update_message(deps.client, question.channel, placeholder, FAILURE)
+        return
+    interaction = await deps.in_session(
+        lambda s: record_interaction(
+            s,
+            channel=question.channel,
+            thread_ts=question.reply_thread_ts,
+            message_ts=placeholder,
+            asker=question.user,
+            prompt_messages=prompt,
+            reply=reply,
+            model_version_id=active.version_id,
+            latency_ms=int((time.monotonic() - started) * 1000),
+        )
+    )
+    assert interaction.id is not None
+    await deliver_reply(deps, question, placeholder, reply, active, interaction.id)
+
+
+async def generate_reply(deps: SlackDeps, prompt: list[dict[str, str]]) -> tuple[ActiveModel, str]:
+    """The model in production answers ``prompt``; both run on a worker thread."""
+    settings = deps.settings
+    sampling = Sampling(
+        temperature=settings.reply_temperature, max_tokens=settings.reply_max_tokens
+    )
+    active = await asyncio.to_thread(deps.chat_provider)
+    result = await asyncio.to_thread(active.backend.complete, prompt, sampling)
+    return active, result.text.strip() or "…"
+
+
+async def deliver_reply(
+    deps: SlackDeps,
+    question: Question,
+    placeholder: str,
+    reply: str,
+    active: ActiveModel,
+    interaction_id: int,
+) -> None:
+    """Replace the placeholder with the reply (and its metadata); overflow goes in more messages."""
+    settings = deps.settings
+    parts = split_message(reply)
+    hint = curation_hint(settings.approval_reaction, settings.approval_quorum, active.label)
+    await update_message(
+        deps.client,
+        question.channel,
+        placeholder,
+        parts[0],
+        blocks=build_reply_blocks(parts[0], hint),
+        metadata=reply_metadata(interaction_id, active.version_name),
+    )
+    for part in parts[1:]:
+        await post_message(
+            deps.client,
+            question.channel,
+            part,
+            blocks=build_reply_blocks(part),
+            thread_ts=question.reply_thread_ts,
+        )

@@ -1,0 +1,281 @@
+"""A loopback server that speaks the Slack Web API's wire format, for driving the real ``slack_sdk``.
+
+It listens on a random port, records every call with its parsed body (form, JSON or query string),
+and answers the methods brandvoice uses the way Slack does: ``{"ok": true, ...}`` with HTTP 200,
+``{"ok": false, "error": "..."}`` for refusals (``not_in_channel``, ``msg_too_long``,
+``invalid_blocks``, ``already_reacted``), and ``429`` with ``Retry-After`` when scripted. Messages
+posted through it are kept so ``conversations.replies`` can return a thread. ``POST /response/...``
+stands in for the ``response_url`` of commands and interactions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+JSON_FIELDS = ("blocks", "attachments", "metadata", "view")
+SECTION_TEXT_LIMIT = 3000
+TEXT_LIMIT = 40_000
+
+
+@dataclass(frozen=True)
+class SlackCall:
+    method: str
+    """Web API method (``chat.postMessage``) or ``response_url`` for response URL posts."""
+    body: dict[str, Any]
+    """Parsed form, JSON or query parameters; JSON-valued form fields (blocks, view...) decoded."""
+    headers: dict[str, str]
+    status: int
+    answer: dict[str, Any]
+
+
+@dataclass
+class Scripted:
+    status: int = 200
+    body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeSlackAPI:
+    """``with FakeSlackAPI() as slack:`` then point ``base_url`` at ``slack.api_url``."""
+
+    def __init__(self, bot_user_id: str = "U0BOT", bot_id: str = "B0BOT", team_id: str = "T1"):
+        self.bot_user_id, self.bot_id, self.team_id = bot_user_id, bot_id, team_id
+        self.calls: list[SlackCall] = []
+        self.not_in_channels: set[str] = set()
+        self.usergroups: dict[str, list[str]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.threads: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        self._scripted: dict[str, deque[Scripted]] = defaultdict(deque)
+        self._reactions: set[tuple[str, str, str]] = set()
+        self._ts = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    def response_url(self, name: str = "r1") -> str:
+        return f"{self.url}/response/{name}"
+
+    def __enter__(self) -> FakeSlackAPI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # --- scripting and inspection ------------------------------------------------------------
+
+    def script(self, method: str, *answers: Scripted) -> None:
+        """Answer the next calls to ``method`` with these, before the normal behaviour resumes."""
+        self._scripted[method].extend(answers)
+
+    def rate_limit_once(self, method: str, retry_after: int = 0) -> None:
+        self.script(
+            method,
+            Scripted(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}),
+        )
+
+    def calls_to(self, method: str) -> list[SlackCall]:
+        with self._lock:
+            return [call for call in self.calls if call.method == method]
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[SlackCall]:
+        """Poll until ``method`` was called ``count`` times (for work Slack does not wait on)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            calls = self.calls_to(method)
+            if len(calls) >= count:
+                return calls
+            time.sleep(0.02)
+        raise AssertionError(
+            f"{method} called {len(self.calls_to(method))} times, expected {count}; "
+            f"calls so far: {[c.method for c in self.calls]}"
+        )
+
+    def add_thread_message(self, channel: str, thread_ts: str, **message: Any) -> None:
+        self.threads[(channel, thread_ts)].append({"type": "message", **message})
+
+    # --- Slack's behaviour -------------------------------------------------------------------
+
+    def _next_ts(self) -> str:
+        return f"1700000{next(self._ts):03d}.000100"
+
+    def _answer(
+        self, method: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if self._scripted[method]:
+            scripted = self._scripted[method].popleft()
+            return scripted.status, scripted.body, scripted.headers
+        handler: Callable[[dict[str, Any]], dict[str, Any]] | None = getattr(
+            self, "_" + method.replace(".", "_"), None
+        )
+        if handler is None:
+            return 200, {"ok": False, "error": "unknown_method"}, {}
+        return 200, handler(body), {}
+
+    def _auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://brandvoice-test.slack.com/",
+            "team": "Test",
+            "user": "brandvoice",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _message_error(self, body: dict[str, Any]) -> str | None:
+        if body.get("channel") in self.not_in_channels:
+            return "not_in_channel"
+        if len(str(body.get("text") or "")) > TEXT_LIMIT:
+            return "msg_too_long"
+        for block in body.get("blocks") or []:
+            text = (
+                (block.get("text") or {}).get("text", "") if block.get("type") == "section" else ""
+            )
+            if len(text) > SECTION_TEXT_LIMIT:
+                return "invalid_blocks"
+        return None
+
+    def _chat_postMessage(self, body: dict[str, Any]) -> dict[str, Any]:
+        error = self._message_error(body)
+        if error:
+            return {"ok": False, "error": error}
+        ts = self._next_ts()
+        message = {
+            "type": "message",
+            "bot_id": self.bot_id,
+            "user": self.bot_user_id,
+            "text": body.get("text", ""),
+            "ts": ts,
+        }
+        if body.get("thread_ts"):
+            message["thread_ts"] = body["thread_ts"]
+            self.threads[(body["channel"], body["thread_ts"])].append(message)
+        return {"ok": True, "channel": body["channel"], "ts": ts, "message": message}
+
+    def _chat_update(self, body: dict[str, Any]) -> dict[str, Any]:
+        error = self._message_error(body)
+        if error:
+            return {"ok": False, "error": error}
+        for (channel, _), messages in self.threads.items():
+            for message in messages:
+                if channel == body["channel"] and message.get("ts") == body["ts"]:
+                    message["text"] = body.get("text", "")
+        return {"ok": True, "channel": body["channel"], "ts": body["ts"], "text": body.get("text")}
+
+    def _chat_postEphemeral(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("channel") in self.not_in_channels:
+            return {"ok": False, "error": "not_in_channel"}
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _views_open(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not body.get("trigger_id"):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        return {"ok": True, "view": {"id": "V1", **body["view"]}}
+
+    def _reactions_add(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = (body["channel"], body["timestamp"], body["name"])
+        if key in self._reactions:
+            return {"ok": False, "error": "already_reacted"}
+        self._reactions.add(key)
+        return {"ok": True}
+
+    def _conversations_replies(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("channel") in self.not_in_channels:
+            return {"ok": False, "error": "not_in_channel"}
+        messages = self.threads.get((body["channel"], body["ts"]), [])
+        return {"ok": True, "messages": list(messages), "has_more": False}
+
+    def _usergroups_users_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        group = body.get("usergroup")
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.usergroups[group])}
+
+    def _users_info(self, body: dict[str, Any]) -> dict[str, Any]:
+        user = body.get("user", "")
+        return {"ok": True, "user": self.users.get(user, {"id": user, "name": user.lower()})}
+
+    # --- HTTP --------------------------------------------------------------------------------
+
+    def _record(self, call: SlackCall) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _body(self) -> dict[str, Any]:
+                parts = urlsplit(self.path)
+                body: dict[str, Any] = dict(parse_qsl(parts.query))
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                content_type = self.headers.get("Content-Type", "")
+                if raw and "json" in content_type:
+                    body.update(json.loads(raw))
+                elif raw:
+                    body.update(dict(parse_qsl(raw.decode())))
+                for name in JSON_FIELDS:
+                    if isinstance(body.get(name), str):
+                        body[name] = json.loads(body[name])
+                return body
+
+            def _handle(self) -> None:
+                path = urlsplit(self.path).path
+                body = self._body()
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                if path.startswith("/response/"):
+                    status, answer, extra = 200, {"ok": True}, {}
+                    method = "response_url"
+                elif path.startswith("/api/"):
+                    method = path.removeprefix("/api/")
+                    with fake._lock:
+                        status, answer, extra = fake._answer(method, body)
+                else:
+                    method, status, answer, extra = path, 404, {"ok": False}, {}
+                fake._record(SlackCall(method, body, headers, status, answer))
+                payload = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = _handle
+            do_POST = _handle
+
+        return Handler
+
+
+@contextmanager
+def fake_slack_api() -> Iterator[FakeSlackAPI]:
+    with FakeSlackAPI() as server:
+        yield server
