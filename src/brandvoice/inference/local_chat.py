@@ -1,0 +1,228 @@
+"""Chat with a local transformers model, optionally through a LoRA adapter, without reloading the base.
+
+Every ``LocalChat`` on the same cached base shares one :class:`AdapterHost`: the base is wrapped by
+peft once, each adapter directory is loaded once under its own name, and a call only switches the
+active adapter. Between calls the adapter layers are disabled, so the cached base still answers as
+the plain base model to anyone using it directly.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from brandvoice.inference.base_model import DEFAULT_BASE_MODEL, LoadedBase, load_base_model
+from brandvoice.inference.chat import ChatResult, Messages, Sampling, Usage
+from brandvoice.inference.errors import ChatBackendError
+
+
+class AdapterHost:
+    """The shared state of one loaded base: its peft wrapper, loaded adapters, and one lock."""
+
+    def __init__(self, base: LoadedBase) -> None:
+        self.base = base
+        self.lock = threading.RLock()
+        self.peft_model: Any = None
+        self._names: dict[Path, str] = {}
+
+    @property
+    def adapters(self) -> dict[Path, str]:
+        """Loaded adapter directories and their peft adapter names."""
+        return dict(self._names)
+
+    def _load(self, adapter_dir: Path) -> str:
+        from peft import PeftModel
+
+        if adapter_dir in self._names:
+            return self._names[adapter_dir]
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise ChatBackendError(
+                f"{adapter_dir} is not a peft adapter directory (no adapter_config.json)"
+            )
+        name = f"a{len(self._names)}_" + re.sub(r"\W", "_", adapter_dir.name)
+        try:
+            if self.peft_model is None:
+                self.peft_model = PeftModel.from_pretrained(
+                    self.base.model, str(adapter_dir), adapter_name=name, is_trainable=False
+                )
+            else:
+                self.peft_model.load_adapter(str(adapter_dir), adapter_name=name)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise ChatBackendError(
+                f"cannot load adapter {adapter_dir} onto {self.base.name}: {exc}"
+            ) from exc
+        self.peft_model.eval()
+        self.peft_model.base_model.disable_adapter_layers()
+        self._names[adapter_dir] = name
+        return name
+
+    @contextmanager
+    def active(self, adapter_dir: Path | None) -> Iterator[Any]:
+        """Hold the lock with ``adapter_dir`` (or no adapter) active; yields the model to call."""
+        with self.lock:
+            if adapter_dir is None:
+                yield self.base.model
+                return
+            name = self._load(adapter_dir)
+            self.peft_model.set_adapter(name, inference_mode=True)
+            self.peft_model.base_model.enable_adapter_layers()
+            try:
+                yield self.peft_model
+            finally:
+                self.peft_model.base_model.disable_adapter_layers()
+
+
+_hosts: dict[int, AdapterHost] = {}
+_hosts_lock = threading.Lock()
+
+
+def adapter_host(base: LoadedBase) -> AdapterHost:
+    """The one host per loaded base model object."""
+    with _hosts_lock:
+        host = _hosts.get(id(base.model))
+        if host is None or host.base.model is not base.model:
+            host = _hosts[id(base.model)] = AdapterHost(base)
+        return host
+
+
+class LocalChat:
+    """A :class:`~brandvoice.inference.chat.ChatBackend` on a local model; JSON output is not enforced."""
+
+    supports_json = False
+
+    def __init__(
+        self,
+        base_model: str = DEFAULT_BASE_MODEL,
+        adapter: str | Path | None = None,
+        *,
+        device: str | None = None,
+        dtype: Any = None,
+        batch_size: int = 8,
+        model_name: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.base = load_base_model(base_model, device=device, dtype=dtype)
+        self.host = adapter_host(self.base)
+        self.batch_size = batch_size
+        self._custom_name = model_name
+        self.adapter: Path | None = None
+        self.set_adapter(adapter)
+
+    @property
+    def model_name(self) -> str:
+        if self._custom_name:
+            return self._custom_name
+        if self.adapter is None:
+            return self.base.name
+        return f"{self.base.name}+{self.adapter.name}"
+
+    def set_adapter(self, adapter: str | Path | None) -> None:
+        """Answer through ``adapter`` from now on (``None``: the base); loads it once, never the base."""
+        if adapter is None:
+            self.adapter = None
+            return
+        path = Path(adapter).expanduser().resolve()
+        with self.host.lock:
+            self.host._load(path)
+        self.adapter = path
+
+    def complete(self, messages: Messages, sampling: Sampling | None = None) -> ChatResult:
+        return self.complete_batch([messages], sampling)[0]
+
+    def complete_batch(
+        self, conversations: Sequence[Messages], sampling: Sampling | None = None
+    ) -> list[ChatResult]:
+        """Replies in input order; generated ``batch_size`` at a time, similar lengths together."""
+        sampling = sampling or Sampling()
+        if not conversations:
+            return []
+        tokenizer = self.base.tokenizer
+        prompts = [
+            tokenizer.apply_chat_template(
+                [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+            )
+            for messages in conversations
+        ]
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[ChatResult | None] = [None] * len(prompts)
+        with self.host.active(self.adapter) as model:
+            seeded = _seeded(sampling.seed, self.base.device)
+            with seeded, torch.inference_mode():
+                for start in range(0, len(order), self.batch_size):
+                    chunk = order[start : start + self.batch_size]
+                    for index, result in zip(
+                        chunk,
+                        self._generate(model, [prompts[i] for i in chunk], sampling),
+                        strict=True,
+                    ):
+                        results[index] = result
+        return [r for r in results if r is not None]
+
+    def _generate(self, model: Any, prompts: list[str], sampling: Sampling) -> list[ChatResult]:
+        tokenizer = self.base.tokenizer
+        inputs = tokenizer(
+            prompts,
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            add_special_tokens=False,
+        ).to(self.base.device)
+        stop_ids = _stop_token_ids(self.base)
+        options: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": stop_ids,
+        }
+        if sampling.temperature > 0:
+            options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        output = model.generate(**inputs, **options)
+        prompt_len = inputs["input_ids"].shape[1]
+        prompt_counts = inputs["attention_mask"].sum(dim=1).tolist()
+        return [
+            _decode(tokenizer, row[prompt_len:].tolist(), stop_ids, count, self.model_name)
+            for row, count in zip(output, prompt_counts, strict=True)
+        ]
+
+
+def _stop_token_ids(base: LoadedBase) -> list[int]:
+    """End-of-turn ids: the tokenizer's eos plus whatever the model's generation config lists."""
+    ids = {base.tokenizer.eos_token_id}
+    configured = getattr(base.model.generation_config, "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return sorted(i for i in ids if i is not None)
+
+
+def _decode(
+    tokenizer: Any, generated: list[int], stop_ids: list[int], prompt_tokens: int, model: str
+) -> ChatResult:
+    """Text up to the first end-of-turn token; the stop token counts as generated, not as text."""
+    stop = next((i for i, token in enumerate(generated) if token in stop_ids), None)
+    kept = generated if stop is None else generated[:stop]
+    text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+    return ChatResult(
+        text=text,
+        usage=Usage(prompt_tokens, len(generated) if stop is None else stop + 1),
+        model=model,
+        finish_reason="length" if stop is None else "stop",
+    )
+
+
+@contextmanager
+def _seeded(seed: int | None, device: str) -> Iterator[None]:
+    """Sampling reproducible for a seed, without disturbing anyone else's random state."""
+    if seed is None:
+        yield
+        return
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,169 @@
+"""Chat through any server that speaks OpenAI's ``/v1/chat/completions``: OpenAI, vLLM, Ollama, llama.cpp.
+
+Retries are the SDK's own (``max_retries``): it retries timeouts, connection errors, 408, 409, 429
+and 5xx with exponential backoff (0.5 s doubling to 8 s, with jitter) and waits exactly what a
+``Retry-After``/``retry-after-ms`` header asks for, up to 2 minutes (longer asks are not retried).
+Anything left after that becomes a :class:`ChatBackendError` carrying the provider's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any, Literal
+
+import openai
+
+from brandvoice.inference.chat import ChatResult, Messages, Sampling, Usage
+from brandvoice.inference.errors import ChatBackendError, ChatTimeoutError
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+NO_API_KEY = "no-key"
+"""Sent when no key is given: local servers ignore it, and OpenAI answers 401 with a clear message."""
+
+_HINTS = {
+    400: "the server rejected the request",
+    401: "check the API key",
+    403: "the API key may not use this model or endpoint",
+    404: "check the model name and the base URL",
+    429: "rate limited even after retrying; lower the concurrency or try later",
+}
+_RETRYABLE = {408, 409, 429}
+
+
+class OpenAIChat:
+    """A :class:`~brandvoice.inference.chat.ChatBackend` over the official ``openai`` SDK (sync client)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = OPENAI_BASE_URL,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        concurrency: int = 8,
+        supports_json: bool = True,
+        token_limit_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """``token_limit_field``: OpenAI's reasoning models accept only ``max_completion_tokens``,
+        while llama.cpp and older servers know only ``max_tokens``."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.model_name = model
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.concurrency = concurrency
+        self.supports_json = supports_json
+        self.token_limit_field = token_limit_field
+        self.client = openai.OpenAI(
+            api_key=api_key or NO_API_KEY,
+            base_url=self.base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=dict(default_headers or {}),
+        )
+
+    def request_body(self, messages: Messages, sampling: Sampling) -> dict[str, Any]:
+        """The JSON body sent for one conversation (public so callers can log or test it)."""
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": [dict(message) for message in messages],
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            self.token_limit_field: sampling.max_tokens,
+        }
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        if sampling.json_output:
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    def complete(self, messages: Messages, sampling: Sampling | None = None) -> ChatResult:
+        sampling = sampling or Sampling()
+        try:
+            completion = self.client.chat.completions.create(
+                **self.request_body(messages, sampling)
+            )
+        except openai.APITimeoutError as exc:
+            raise ChatTimeoutError(
+                f"no reply from {self.base_url} (model {self.model_name!r}) within "
+                f"{self.timeout:g} s, {self.max_retries} retries included"
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise ChatBackendError(
+                f"cannot reach {self.base_url} (model {self.model_name!r}) after "
+                f"{self.max_retries} retries: {exc.__cause__ or exc}",
+                retryable=True,
+            ) from exc
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from exc
+        except openai.APIError as exc:  # e.g. a reply that is not a chat completion
+            raise ChatBackendError(
+                f"unexpected reply from {self.base_url} (model {self.model_name!r}): {exc}"
+            ) from exc
+        return self._result(completion, messages)
+
+    def complete_batch(
+        self, conversations: Sequence[Messages], sampling: Sampling | None = None
+    ) -> list[ChatResult]:
+        """Replies in input order, at most ``concurrency`` requests in flight; the first error wins."""
+        if not conversations:
+            return []
+        workers = min(self.concurrency, len(conversations))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-chat") as pool:
+            futures = [pool.submit(self.complete, messages, sampling) for messages in conversations]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f in done and f.exception()), None)
+            if failed is not None:
+                for future in futures:
+                    future.cancel()
+                raise failed.exception()  # type: ignore[misc]
+            return [future.result() for future in futures]
+
+    def _status_error(self, exc: openai.APIStatusError) -> ChatBackendError:
+        status = exc.status_code
+        provider_message = _provider_message(exc)
+        hint = _HINTS.get(status, "server error even after retrying" if status >= 500 else "")
+        code = f" ({exc.code})" if exc.code else ""
+        return ChatBackendError(
+            f"{self.base_url} answered {status}{code} for model {self.model_name!r}: "
+            f"{provider_message}" + (f" — {hint}" if hint else ""),
+            status_code=status,
+            provider_message=provider_message,
+            retryable=status in _RETRYABLE or status >= 500,
+        )
+
+    def _result(self, completion: Any, messages: Messages) -> ChatResult:
+        if not completion.choices:
+            raise ChatBackendError(
+                f"{self.base_url} returned no choices for model {self.model_name!r}"
+            )
+        choice = completion.choices[0]
+        text = choice.message.content or ""
+        return ChatResult(
+            text=text,
+            usage=_usage(completion.usage, messages, text),
+            model=completion.model or self.model_name,
+            finish_reason=choice.finish_reason,
+        )
+
+
+def _provider_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, Mapping) and isinstance(body.get("message"), str):
+        return body["message"]
+    if isinstance(body, str) and body:
+        return body[:500]
+    return exc.message
+
+
+def _usage(usage: Any, messages: Messages, text: str) -> Usage:
+    """The server's counts; an estimate with tiktoken when a server leaves them out."""
+    if usage is not None and usage.prompt_tokens is not None:
+        return Usage(usage.prompt_tokens, usage.completion_tokens or 0)
+    from brandvoice.inference.tokens import count_chat_tokens, count_text_tokens
+
+    return Usage(count_chat_tokens(messages), count_text_tokens(text))

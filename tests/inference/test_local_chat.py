@@ -1,0 +1,131 @@
+"""LocalChat with the packaged SmolLM2: real generation, left-padded batches, LoRA adapters."""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from brandvoice.inference import ChatBackend, ChatBackendError, LocalChat, Sampling
+from brandvoice.inference.base_model import load_base_model
+
+pytestmark = pytest.mark.slow
+
+GREEDY = Sampling(temperature=0, max_tokens=12)
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hi"}],
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Name three colors."},
+        {"role": "assistant", "content": "Red, green, blue."},
+        {"role": "user", "content": "And three animals that live in the sea?"},
+    ],
+]
+
+
+@pytest.fixture(scope="module")
+def chat() -> LocalChat:
+    return LocalChat(batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def base_replies(chat: LocalChat) -> list[str]:
+    return [chat.complete(messages, GREEDY).text for messages in CONVERSATIONS]
+
+
+@pytest.fixture(scope="module")
+def random_adapter(chat: LocalChat, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained LoRA adapter with random weights: enough to change what the model says."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    config = LoraConfig(
+        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    model = get_peft_model(copy.deepcopy(chat.base.model), config)
+    path = tmp_path_factory.mktemp("adapters") / "random-lora"
+    model.save_pretrained(path, save_embedding_layers=False)
+    return path
+
+
+def test_greedy_reply_is_deterministic_and_clean(chat, base_replies):
+    again = chat.complete(CONVERSATIONS[1], GREEDY)
+
+    assert isinstance(chat, ChatBackend) and not chat.supports_json
+    assert again.text == base_replies[1]
+    assert "Paris" in again.text
+    assert "<|im_end|>" not in again.text and "assistant" not in again.text
+    assert again.finish_reason == "stop"
+    tokenizer = chat.base.tokenizer
+    prompt = tokenizer.apply_chat_template(
+        CONVERSATIONS[1], tokenize=False, add_generation_prompt=True
+    )
+    assert again.usage.prompt_tokens == len(tokenizer(prompt, add_special_tokens=False).input_ids)
+    reply_ids = tokenizer(again.text, add_special_tokens=False).input_ids
+    assert again.usage.completion_tokens == len(reply_ids) + 1  # + the end-of-turn token
+
+
+def test_batch_matches_one_by_one(chat, base_replies):
+    results = chat.complete_batch(CONVERSATIONS, GREEDY)
+
+    assert len({r.usage.prompt_tokens for r in results}) == 3  # really padded
+    assert [r.text for r in results] == base_replies
+
+
+def test_max_tokens_cuts_the_reply(chat):
+    result = chat.complete(CONVERSATIONS[2], Sampling(temperature=0, max_tokens=3))
+
+    assert result.finish_reason == "length"
+    assert result.usage.completion_tokens == 3
+
+
+def test_sampling_is_reproducible_with_a_seed(chat):
+    sampling = Sampling(temperature=1.0, max_tokens=8, seed=1234)
+
+    first = chat.complete(CONVERSATIONS[0], sampling)
+    second = chat.complete(CONVERSATIONS[0], sampling)
+
+    assert first.text == second.text
+
+
+def test_adapter_changes_the_reply_and_switching_back_does_not_reload_the_base(
+    chat, base_replies, random_adapter
+):
+    base = load_base_model()
+    tuned = LocalChat(adapter=random_adapter)
+
+    adapted = tuned.complete_batch(CONVERSATIONS, GREEDY)
+    # The base answers as before through another LocalChat sharing the same model.
+    assert chat.complete(CONVERSATIONS[1], GREEDY).text == base_replies[1]
+    tuned.set_adapter(None)
+    back_to_base = tuned.complete(CONVERSATIONS[1], GREEDY)
+    tuned.set_adapter(random_adapter)
+    adapted_again = tuned.complete(CONVERSATIONS[1], GREEDY)
+
+    assert [r.text for r in adapted] != base_replies
+    assert back_to_base.text == base_replies[1]
+    assert adapted_again.text == adapted[1].text
+    assert tuned.base is chat.base is base
+    assert tuned.host.peft_model.base_model.model is base.model
+    assert list(tuned.host.adapters) == [random_adapter.resolve()]
+    assert tuned.model_name == "smollm2-135m-instruct+random-lora"
+
+
+def test_concurrent_callers_get_their_own_adapter(chat, base_replies, random_adapter):
+    tuned = LocalChat(adapter=random_adapter)
+    expected_tuned = tuned.complete(CONVERSATIONS[0], GREEDY).text
+    jobs = [(chat, base_replies[0]), (tuned, expected_tuned)] * 2
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        replies = list(pool.map(lambda job: job[0].complete(CONVERSATIONS[0], GREEDY).text, jobs))
+
+    assert replies == [expected for _, expected in jobs]
+
+
+def test_missing_adapter_is_a_clear_error(chat, tmp_path):
+    with pytest.raises(ChatBackendError, match=r"no adapter_config\.json"):
+        LocalChat(adapter=tmp_path)
