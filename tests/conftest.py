@@ -53,3 +53,13 @@ def count_tokens():  # type: ignore[no-untyped-def]
     from brandvoice.inference.tokens import count_chat_tokens_batch
 
     return count_chat_tokens_batch
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the PostgreSQL pass, run only tests that touch the database; the rest ran on SQLite."""
+    if _server_url() is None:
+        return
+    skip = pytest.mark.skip(reason="does not touch the database; covered by the SQLite pass")
+    for item in items:
+        if "database_url" not in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)

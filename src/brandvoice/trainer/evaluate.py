@@ -29,7 +29,7 @@ Similarity = Callable[[Sequence[str], Sequence[str]], list[float]]
 class EvalConfig:
     max_examples: int = 24
     """Validation examples generated for (the loss uses all of them)."""
-    max_new_tokens: int = 160
+    max_new_tokens: int = 120
     samples: int = 3
     tie_margin: float = 0.01
     """Similarity difference under which two replies tie when no judge is configured."""
