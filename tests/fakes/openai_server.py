@@ -2,8 +2,9 @@
 
 It records every request and answers from a per-route queue of scripted replies (status, JSON body,
 headers, delay) before falling back to the route's default handler. Only ``POST /v1/chat/completions``
-has a default handler; other routes (files, fine-tuning jobs, events, cancel) are added with
-:meth:`FakeOpenAIServer.add_route`, whose path templates take ``{name}`` parameters.
+has a default handler; other routes are added with :meth:`FakeOpenAIServer.add_route`, whose path
+templates take ``{name}`` parameters. :class:`FakeFineTuning` adds OpenAI's files and fine-tuning
+routes (jobs, events, cancel) with jobs that move along a scripted :class:`JobPlan`.
 """
 
 from __future__ import annotations
@@ -220,7 +221,8 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             )
             try:
                 self.send_response(reply.status)
-                self.send_header("content-type", "application/json")
+                if not any(name.lower() == "content-type" for name in reply.headers):
+                    self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))
                 self.send_header("x-request-id", f"req_{len(server.requests)}")
                 for name, value in reply.headers.items():
@@ -230,9 +232,233 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a provoked timeout)
 
-        do_GET = do_POST = do_DELETE = _serve
+        do_GET = do_POST = do_PUT = do_DELETE = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return _Handler
+
+
+# --- files and fine-tuning jobs ------------------------------------------------------------------
+
+
+def parse_multipart(request: RecordedRequest) -> dict[str, tuple[str | None, bytes]]:
+    """The fields of a ``multipart/form-data`` body: name -> (filename or None, content)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    head = f"content-type: {request.headers.get('content-type', '')}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + bytes(request.body or b""))
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        fields[str(name)] = (part.get_filename(), part.get_payload(decode=True) or b"")
+    return fields
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """How a fake fine-tuning job unfolds: the status each retrieve reports, in turn (the last one
+    sticks), the training loss of each step, and the error of a failed job."""
+
+    statuses: tuple[str, ...] = ("validating_files", "queued", "running", "running", "succeeded")
+    losses: tuple[float, ...] = (2.0, 1.4, 0.9)
+    error: Mapping[str, Any] | None = None
+    trained_tokens: int = 4242
+
+
+class FakeFineTuning:
+    """OpenAI's files and fine-tuning routes on a :class:`FakeOpenAIServer`.
+
+    Uploaded files and created jobs are kept; each ``GET`` of a job moves it one status along its
+    :class:`JobPlan` and adds the events OpenAI would (messages, and a ``metrics`` event per step,
+    listed newest first with cursor pagination). ``script`` on the server still overrides replies.
+    """
+
+    JOBS = "/v1/fine_tuning/jobs"
+
+    def __init__(self, server: FakeOpenAIServer, plan: JobPlan | None = None) -> None:
+        self.server, self.plan = server, plan or JobPlan()
+        self.files: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, list[dict[str, Any]]] = {}
+        self._ticks: dict[str, int] = {}
+        self._steps_done: dict[str, int] = {}
+        self._lock = threading.Lock()
+        server.add_route("POST", "/v1/files", self._create_file)
+        server.add_route("POST", self.JOBS, self._create_job)
+        server.add_route("GET", self.JOBS + "/{job_id}", self._retrieve_job)
+        server.add_route("GET", self.JOBS + "/{job_id}/events", self._list_events)
+        server.add_route("POST", self.JOBS + "/{job_id}/cancel", self._cancel_job)
+
+    def job_requests(self) -> list[RecordedRequest]:
+        return self.server.requests_to("POST", self.JOBS)
+
+    def _create_file(self, request: RecordedRequest) -> FakeResponse:
+        fields = parse_multipart(request)
+        if "file" not in fields or "purpose" not in fields:
+            return openai_error(400, "Missing required parameter: 'file' or 'purpose'.")
+        filename, content = fields["file"]
+        file = {
+            "object": "file",
+            "id": self.server.next_id("file"),
+            "bytes": len(content),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": fields["purpose"][1].decode(),
+            "status": "processed",
+            "status_details": None,
+        }
+        with self._lock:
+            self.files[file["id"]] = {**file, "content": content}
+        return FakeResponse(200, file)
+
+    def _create_job(self, request: RecordedRequest) -> FakeResponse:
+        body = request.body if isinstance(request.body, dict) else {}
+        for key in ("training_file", "validation_file"):
+            if body.get(key) is not None and body[key] not in self.files:
+                return openai_error(
+                    400, f"invalid {key}: {body[key]}", param=key, code="invalid_file"
+                )
+        supervised = (body.get("method") or {}).get("supervised") or {}
+        job_id = self.server.next_id("ftjob")
+        job = {
+            "object": "fine_tuning.job",
+            "id": job_id,
+            "model": body.get("model"),
+            "created_at": int(time.time()),
+            "finished_at": None,
+            "fine_tuned_model": None,
+            "organization_id": "org-fake",
+            "result_files": [],
+            "status": "validating_files",
+            "validation_file": body.get("validation_file"),
+            "training_file": body.get("training_file"),
+            "hyperparameters": supervised.get("hyperparameters", {}),
+            "method": body.get("method"),
+            "trained_tokens": None,
+            "error": None,
+            "seed": body.get("seed", 0),
+            "metadata": body.get("metadata"),
+            "estimated_finish": None,
+            "integrations": [],
+            "user_provided_suffix": body.get("suffix"),
+        }
+        with self._lock:
+            self.jobs[job_id], self._ticks[job_id], self._steps_done[job_id] = job, 0, 0
+            self.events[job_id] = []
+            self._event(job_id, f"Validating training file: {job['training_file']}")
+            self._event(job_id, f"Created fine-tuning job: {job_id}")
+        return FakeResponse(200, job)
+
+    def _retrieve_job(self, request: RecordedRequest) -> FakeResponse:
+        job_id = request.params["job_id"]
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                return _job_not_found(job_id)
+            if job["status"] != "cancelled":
+                self._advance(job)
+            return FakeResponse(200, dict(job))
+
+    def _advance(self, job: dict[str, Any]) -> None:
+        job_id, plan = job["id"], self.plan
+        tick = self._ticks[job_id] = self._ticks[job_id] + 1
+        status = plan.statuses[min(tick, len(plan.statuses) - 1)]
+        entering = status != job["status"]
+        job["status"] = status
+        if status == "queued" and entering:
+            self._event(job_id, "Files validated, moving job to queued state")
+        elif status == "running":
+            if entering:
+                self._event(job_id, "Fine-tuning job started")
+            self._metrics(job_id, 1)
+        elif status == "succeeded" and entering:
+            self._metrics(job_id, len(plan.losses))
+            model = f"ft:{job['model']}:fake-org:{job['user_provided_suffix']}:Ab{job_id[6:]:0>6}"
+            job.update(
+                fine_tuned_model=model,
+                finished_at=int(time.time()),
+                trained_tokens=plan.trained_tokens,
+                result_files=[self.server.next_id("file")],
+            )
+            self._event(job_id, f"New fine-tuned model created: {model}")
+            self._event(job_id, "The job has successfully completed")
+        elif status == "failed" and entering:
+            error = dict(plan.error or {"code": "server_error", "message": "Job failed."})
+            job.update(error={"param": None, **error}, finished_at=int(time.time()))
+            self._event(job_id, f"Fine-tuning job failed: {error['message']}", level="error")
+
+    def _metrics(self, job_id: str, count: int) -> None:
+        losses = self.plan.losses
+        for _ in range(count):
+            step = self._steps_done[job_id]
+            if step >= len(losses):
+                return
+            loss = losses[step]
+            self._steps_done[job_id] = step + 1
+            data = {
+                "step": step + 1,
+                "train_loss": loss,
+                "valid_loss": round(loss + 0.1, 4),
+                "train_mean_token_accuracy": 0.5,
+                "total_steps": len(losses),
+            }
+            message = f"Step {step + 1}/{len(losses)}: training loss={loss:.2f}"
+            self._event(job_id, message, type="metrics", data=data)
+
+    def _event(
+        self,
+        job_id: str,
+        message: str,
+        *,
+        level: str = "info",
+        type: str = "message",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.events[job_id].append(
+            {
+                "object": "fine_tuning.job.event",
+                "id": self.server.next_id("ftevent"),
+                "created_at": int(time.time()),
+                "level": level,
+                "message": message,
+                "data": data or {},
+                "type": type,
+            }
+        )
+
+    def _list_events(self, request: RecordedRequest) -> FakeResponse:
+        from urllib.parse import parse_qs
+
+        job_id = request.params["job_id"]
+        query = {k: v[-1] for k, v in parse_qs(request.query).items()}
+        with self._lock:
+            if job_id not in self.jobs:
+                return _job_not_found(job_id)
+            newest_first = list(reversed(self.events[job_id]))
+        ids = [e["id"] for e in newest_first]
+        start = ids.index(query["after"]) + 1 if query.get("after") in ids else 0
+        limit = int(query.get("limit", 20))
+        page = newest_first[start : start + limit]
+        more = start + limit < len(newest_first)
+        return FakeResponse(200, {"object": "list", "data": page, "has_more": more})
+
+    def _cancel_job(self, request: RecordedRequest) -> FakeResponse:
+        job_id = request.params["job_id"]
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                return _job_not_found(job_id)
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return openai_error(400, f"Job has already {job['status']}: {job_id}")
+            job.update(status="cancelled", finished_at=int(time.time()))
+            self._event(job_id, "Fine-tuning job cancelled")
+            return FakeResponse(200, dict(job))
+
+
+def _job_not_found(job_id: str) -> FakeResponse:
+    return openai_error(
+        404, f"Could not find fine-tuning job: {job_id}", param="fine_tune_id", code="not_found"
+    )

@@ -19,6 +19,7 @@ from brandvoice.store.jsonl import DEFAULT_MAX_TOKENS
 from brandvoice.store.models import ModelVersion
 from brandvoice.store.snapshots import SnapshotOptions
 from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.hosted import HostedConfig
 from brandvoice.trainer.pipeline import (
     PipelineConfig,
     PipelineServices,
@@ -69,6 +70,27 @@ def pipeline_config(settings: Settings, **train_overrides: Any) -> PipelineConfi
             max_tokens_per_example=settings.max_example_tokens or DEFAULT_MAX_TOKENS,
         ),
         general_texts=tuple(line for line in general if line.strip()),
+        hosted=hosted_config(settings),
+    )
+
+
+def hosted_config(settings: Settings) -> HostedConfig:
+    """Providers and hyperparameters for hosted training (TRAINING_BACKEND=openai|together)."""
+    return HostedConfig(
+        openai_api_key=settings.openai_api_key,
+        openai_base_url=settings.openai_base_url or HostedConfig.openai_base_url,
+        openai_model=settings.hosted_openai_model,
+        together_api_key=settings.together_api_key,
+        together_base_url=settings.together_base_url,
+        together_model=settings.hosted_together_model,
+        epochs=settings.hosted_epochs,
+        batch_size=settings.hosted_batch_size or None,
+        learning_rate_multiplier=settings.hosted_learning_rate_multiplier or None,
+        price_per_million_tokens=settings.price_per_million_tokens,
+        poll_interval_s=settings.hosted_poll_interval_s,
+        max_poll_interval_s=10 * settings.hosted_poll_interval_s,
+        chat_timeout_s=settings.chat_timeout_s,
+        chat_concurrency=settings.chat_concurrency,
     )
 
 

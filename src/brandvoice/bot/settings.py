@@ -87,6 +87,29 @@ class Settings(BaseSettings):
         description="Default retrain cron (changed at run time by /brandvoice schedule).",
     )
     timezone: str = Field("UTC", description="Time zone of the retrain schedule.")
+    together_base_url: str = Field(
+        "https://api.together.xyz/v1",
+        description="Together AI's OpenAI-compatible URL, for hosted training and serving.",
+    )
+    hosted_openai_model: str = Field(
+        "gpt-4o-mini-2024-07-18",
+        description="Base model OpenAI fine-tunes (TRAINING_BACKEND=openai).",
+    )
+    hosted_together_model: str = Field(
+        "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+        description="Open base model Together AI trains a LoRA adapter on (TRAINING_BACKEND=together).",
+    )
+    hosted_epochs: int = Field(3, description="Epochs of a hosted fine-tuning job.")
+    hosted_batch_size: int = Field(
+        0, description="Batch size of a hosted job; 0 lets the provider choose."
+    )
+    hosted_learning_rate_multiplier: float = Field(
+        0.0,
+        description="OpenAI's learning-rate multiplier (scales Together's 1e-5); 0: provider default.",
+    )
+    hosted_poll_interval_s: float = Field(
+        30.0, description="Seconds between polls of a hosted job (backs off to 10x while idle)."
+    )
 
     # Slack
     slack_bot_token: str | None = Field(None, description="xoxb- token; enables the Slack bot.")

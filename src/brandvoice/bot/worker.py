@@ -30,6 +30,7 @@ from brandvoice.store.runs import (
     heartbeat,
     recover_stale_runs,
 )
+from brandvoice.trainer.hosted.base import HostedTrainingError
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,10 @@ class Worker:
         except RunSkipped as skipped:
             finish_run(self.engine, run_id, RunStatus.SKIPPED, error=str(skipped))
             log.info("run %s skipped: %s", run_id, skipped)
+        except (ValueError, LookupError, PermissionError, HostedTrainingError) as exc:
+            # refusals and bad input: the message says it all, a traceback would only hide it
+            log.error("run %s failed: %s", run_id, exc)
+            finish_run(self.engine, run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         except Exception as exc:
             log.exception("run %s failed", run_id)
             finish_run(self.engine, run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")

@@ -33,6 +33,7 @@ from brandvoice.store.snapshots import SnapshotOptions, snapshot_dataset
 from brandvoice.trainer.checkpoint import latest_checkpoint
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.evaluate import Contender, EvalConfig, Similarity, evaluate
+from brandvoice.trainer.hosted import HostedConfig, make_provider, run_hosted_training
 from brandvoice.trainer.lora import TrainCallback, train_lora
 from brandvoice.trainer.registry import promote_version, promoted_version, register_candidate
 from brandvoice.trainer.report_html import render_report_html
@@ -66,6 +67,8 @@ class PipelineConfig:
     few_shot: int = 5
     snapshot: SnapshotOptions = field(default_factory=SnapshotOptions)
     general_texts: tuple[str, ...] = ()
+    hosted: HostedConfig = field(default_factory=HostedConfig)
+    """Providers, base models and hyperparameters of hosted (non-local) training."""
 
 
 @dataclass
@@ -152,9 +155,10 @@ def run_retrain(
             raise LookupError(f"run {run_id} does not exist")
         force, backend, actor = run.force, run.backend, run.requested_by or "scheduler"
         pinned = run.config.get("snapshot_id")
+        if run.external_job_id and run.snapshot_id is not None:
+            pinned = run.snapshot_id  # a hosted job already trains on it: resume that job
         train_config = config.train.model_copy(update=run.config.get("train", {}))
-    if backend != "local":
-        raise ValueError(f"training backend {backend!r} is not available in this build; use local")
+    provider = make_provider(backend, config.hosted) if backend != "local" else None
     generated: Mapping[str, Any] = {}
     if pinned is not None:
         with session_scope(engine) as session:
@@ -185,33 +189,25 @@ def run_retrain(
     )
 
     output_dir = config.artifacts_dir / "runs" / f"run-{run_id}"
-    callback = _ProgressCallback(progress, 0.3, 0.8)
-    result = train_lora(
-        snapshot.train_path,
-        snapshot.val_path if snapshot.stats["val"] else None,
-        output_dir,
-        train_config,
-        callback,
-        snapshot_hash=snapshot.content_hash,
-        resume_from=output_dir if latest_checkpoint(output_dir) else None,
-    )
-    if callback.cancelled or result.status == "cancelled":
-        raise RunCancelled(f"run {run_id} was cancelled during training (resumable)")
-    training = {
-        "status": result.status,
-        "steps": result.steps,
-        "best_step": result.best_step,
-        "best_eval_loss": result.best_eval_loss,
-        "first_train_loss": result.first_train_loss,
-        "final_train_loss": result.final_train_loss,
-        "trained_tokens": result.trained_tokens,
-        "seconds": round(result.seconds, 1),
-        "evals": result.evals,
-    }
+    hosted_model_id: str | None = None
+    adapter_path: Path | None = output_dir
+    hyperparameters: dict[str, Any] = train_config.model_dump(mode="json")
+    if provider is not None:
+        outcome = run_hosted_training(
+            engine, run_id, snapshot, provider, config.hosted, progress, output_dir
+        )
+        training, hosted_model_id = outcome.training, outcome.model_id
+        adapter_path, hyperparameters = outcome.adapter_path, outcome.hyperparameters
+        base_model = provider.base_model
+        candidate_backend = provider.chat_backend(outcome.model_id)
+    else:
+        training = _train_locally(run_id, snapshot, output_dir, train_config, progress)
+        base_model = train_config.base_model
+        candidate_backend = _local_candidate(train_config, output_dir)
 
     progress.progress(0.8, "evaluate", {"training": training})
     report = evaluate_candidate(
-        engine, config, services, output_dir, snapshot, progress, train_config
+        engine, config, services, candidate_backend, snapshot, progress, train_config.max_length
     )
     report.update(
         training=training, snapshot=_snapshot_summary(snapshot), generated=dict(generated)
@@ -221,12 +217,13 @@ def run_retrain(
     with session_scope(engine) as session:
         version = register_candidate(
             session,
-            base_model=train_config.base_model,
+            base_model=base_model,
             backend=backend,
             run_id=run_id,
             snapshot_id=snapshot.id,
-            hyperparameters=train_config.model_dump(mode="json"),
-            adapter_path=str(output_dir),
+            hyperparameters=hyperparameters,
+            adapter_path=str(adapter_path) if adapter_path is not None else None,
+            hosted_model_id=hosted_model_id,
             eval=report,
             actor=actor,
         )
@@ -245,26 +242,67 @@ def run_retrain(
     return {"version": version.name, "verdict": report["verdict"], "training": training}
 
 
+def _train_locally(
+    run_id: int,
+    snapshot: DatasetSnapshot,
+    output_dir: Path,
+    train_config: TrainConfig,
+    progress: Progress,
+) -> dict[str, Any]:
+    """LoRA training here (resuming from the last checkpoint); returns the training summary."""
+    callback = _ProgressCallback(progress, 0.3, 0.8)
+    result = train_lora(
+        snapshot.train_path,
+        snapshot.val_path if snapshot.stats["val"] else None,
+        output_dir,
+        train_config,
+        callback,
+        snapshot_hash=snapshot.content_hash,
+        resume_from=output_dir if latest_checkpoint(output_dir) else None,
+    )
+    if callback.cancelled or result.status == "cancelled":
+        raise RunCancelled(f"run {run_id} was cancelled during training (resumable)")
+    return {
+        "status": result.status,
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "best_eval_loss": result.best_eval_loss,
+        "first_train_loss": result.first_train_loss,
+        "final_train_loss": result.final_train_loss,
+        "trained_tokens": result.trained_tokens,
+        "seconds": round(result.seconds, 1),
+        "evals": result.evals,
+    }
+
+
+def _local_candidate(train_config: TrainConfig, adapter_dir: Path) -> ChatBackend:
+    from brandvoice.inference.local_chat import LocalChat
+
+    device = None if train_config.device == "auto" else train_config.device
+    return LocalChat(train_config.base_model, adapter_dir, device=device)
+
+
 def evaluate_candidate(
     engine: Engine,
     config: PipelineConfig,
     services: PipelineServices,
-    adapter_dir: Path,
+    candidate_backend: ChatBackend,
     snapshot: DatasetSnapshot,
     progress: Progress,
-    train_config: TrainConfig,
+    max_length: int,
 ) -> dict[str, Any]:
-    from brandvoice.inference.local_chat import LocalChat
+    """Evaluate the candidate (local or hosted) against production and the few-shot base model.
 
-    base_name = train_config.base_model
-    device = None if train_config.device == "auto" else train_config.device
+    The base comes from ``services.load_backend(None)``; validation loss and forgetting are only
+    measured where the models are local.
+    """
     with session_scope(engine) as session:
         current = promoted_version(session)
-    production = Contender(
-        current.name if current else "base model", services.load_backend(current)
+    base = Contender("base model", services.load_backend(None))
+    production = (
+        Contender(current.name, services.load_backend(current)) if current is not None else base
     )
-    candidate = Contender("candidate", LocalChat(base_name, adapter_dir, device=device))
-    base = Contender("base model", LocalChat(base_name, device=device))
+    candidate = Contender("candidate", candidate_backend)
     shots = few_shot_examples(engine, config.few_shot)
     baseline = Contender(f"base + {len(shots)} examples", base.backend, shots=shots)
     steps = iter((0.82, 0.86, 0.9, 0.93, 0.95, 0.96))
@@ -279,10 +317,10 @@ def evaluate_candidate(
         baseline,
         services.similarity,
         general_texts=list(config.general_texts),
-        base=base,
+        base=base if base.is_local else None,
         judge=services.judge,
         config=config.eval,
-        max_length=train_config.max_length,
+        max_length=max_length,
         progress=step,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -74,9 +74,19 @@ def train_command(
         int | None, typer.Option(help="Resume a cancelled or failed run from its checkpoint.")
     ] = None,
     force: Annotated[bool, typer.Option(help="Train even with few new examples.")] = True,
+    backend: Annotated[
+        Literal["local", "openai", "together"] | None,
+        typer.Option(help="Where to train (default: TRAINING_BACKEND)."),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Start a hosted job without confirming its cost.")
+    ] = False,
 ) -> None:
     """Train a candidate now, evaluate it against production and register it."""
     overrides = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps)) if v is not None}
+    chosen = backend or settings().training_backend
+    if resume is None and chosen != "local":
+        snapshot = _confirm_hosted_cost(chosen, snapshot, yes)
     with session_scope(engine()) as session:
         if resume is not None:
             run = requeue_run(session, resume, "cli")
@@ -84,12 +94,40 @@ def train_command(
             config: dict[str, Any] = {"train": overrides}
             if snapshot is not None:
                 config["snapshot_id"] = snapshot
-            run = enqueue_run(
-                session, "cli", backend=settings().training_backend, force=force, config=config
-            )
+            run = enqueue_run(session, "cli", backend=chosen, force=force, config=config)
         run_id = run.id
     assert run_id is not None
     print_run_outcome(execute_run(run_id))
+
+
+def _confirm_hosted_cost(backend: str, snapshot_id: int | None, yes: bool) -> int:
+    """Pre-flight what a hosted job would upload, show its cost and ask (unless ``yes``).
+
+    Returns the snapshot, so the run uploads exactly what was confirmed.
+    """
+    from brandvoice.bot.services import pipeline_config
+    from brandvoice.store.models import DatasetSnapshot
+    from brandvoice.trainer.hosted import HostedTrainingError, make_provider, snapshot_preflight
+    from brandvoice.trainer.pipeline import take_snapshot
+
+    config = pipeline_config(settings())
+    if snapshot_id is None:
+        chosen = take_snapshot(engine(), config, "cli")
+    else:
+        with session_scope(engine()) as session:
+            found = session.get(DatasetSnapshot, snapshot_id)
+        if found is None:
+            raise CliError(f"snapshot {snapshot_id} does not exist")
+        chosen = found
+    try:
+        estimate = snapshot_preflight(chosen, make_provider(backend, config.hosted), config.hosted)
+    except HostedTrainingError as exc:
+        raise CliError(str(exc), exit_code=1) from exc
+    console.print(f"snapshot {chosen.id}: {estimate.summary()}")
+    if not yes and not typer.confirm("Upload it and start the fine-tuning job?"):
+        raise CliError("not started; nothing was uploaded", exit_code=1)
+    assert chosen.id is not None
+    return chosen.id
 
 
 @friendly_errors

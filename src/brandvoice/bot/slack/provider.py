@@ -19,7 +19,6 @@ from brandvoice.store.db import session_scope
 from brandvoice.store.models import ModelVersion
 from brandvoice.trainer.registry import promoted_version
 
-TOGETHER_BASE_URL = "https://api.together.xyz/v1"
 BackendLoader = Callable[[ModelVersion | None], ChatBackend]
 """Makes the backend that serves a version (None: the base model)."""
 
@@ -55,7 +54,7 @@ def settings_backend_loader(settings: Settings) -> BackendLoader:
             return make_chat_backend(
                 "openai",
                 version.hosted_model_id,
-                base_url=TOGETHER_BASE_URL if together else None,
+                base_url=settings.together_base_url if together else settings.openai_base_url,
                 api_key=settings.together_api_key if together else settings.openai_api_key,
                 timeout=settings.chat_timeout_s,
             )

@@ -1,0 +1,379 @@
+"""What every hosted fine-tuning provider offers, the job state we poll, and the pre-flight check.
+
+A provider is a thin adapter over its official SDK (``openai``, ``together``); it turns every SDK
+error into a :class:`HostedTrainingError` that carries the provider's own message, a hint, and
+whether trying again later may help. The pre-flight runs on our side before anything is uploaded:
+the provider's limits (at least 10 examples, a token limit per example for the base model) and a
+cost estimate (billed tokens = epochs × Σ min(limit, tokens per example), priced per 1M tokens).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from brandvoice.inference.chat import ChatBackend
+
+MIN_EXAMPLES = 10
+"""Both OpenAI and Together refuse (or waste) jobs with fewer training examples."""
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+TokenCounter = Callable[[Sequence[Sequence[Mapping[str, Any]]]], list[int]]
+
+
+@dataclass(frozen=True)
+class HostedConfig:
+    """Everything the hosted backends need; the bot builds it from its settings."""
+
+    openai_api_key: str | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_model: str = "gpt-4o-mini-2024-07-18"
+    """Base model OpenAI fine-tunes."""
+    together_api_key: str | None = None
+    together_base_url: str = "https://api.together.xyz/v1"
+    """Together's OpenAI-compatible URL; its SDK is given the same host without ``/v1``."""
+    together_model: str = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+    """Open base model Together trains a LoRA adapter on."""
+    epochs: int = 3
+    batch_size: int | None = None
+    """None: the provider chooses (OpenAI ``auto``, Together ``max``)."""
+    learning_rate_multiplier: float | None = None
+    """OpenAI's multiplier; for Together it scales Together's default learning rate (1e-5)."""
+    seed: int = 42
+    suffix: str = "brandvoice"
+    """Start of the fine-tuned model's name; the run id is appended."""
+    price_per_million_tokens: float = 0.0
+    poll_interval_s: float = 30.0
+    """First wait between polls; it grows while nothing changes, up to ``max_poll_interval_s``."""
+    max_poll_interval_s: float = 300.0
+    retry_initial_s: float = 2.0
+    """First wait after a transient error (a longer ``Retry-After`` wins); doubles each time."""
+    retry_max_s: float = 300.0
+    give_up_after_s: float = 3600.0
+    """Transient errors for this long in a row fail the run (it can be resumed later)."""
+    request_timeout_s: float = 120.0
+    chat_timeout_s: float = 60.0
+    chat_concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One fine-tuning job as we ask for it, whatever the provider."""
+
+    training_file: str
+    validation_file: str | None
+    epochs: int
+    batch_size: int | None
+    learning_rate_multiplier: float | None
+    seed: int
+    suffix: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostedJob:
+    """A provider's job as last seen, with its status mapped onto ours."""
+
+    id: str
+    status: JobStatus
+    provider_status: str
+    model_id: str | None = None
+    """The fine-tuned model's name for inference, once the job succeeded."""
+    error: str | None = None
+    trained_tokens: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    message: str
+    level: str = "info"
+    step: int | None = None
+    total_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class LossPoint:
+    step: int
+    train_loss: float | None = None
+    eval_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """What happened since ``cursor``: new events (oldest first) and new per-step losses."""
+
+    events: list[JobEvent]
+    losses: list[LossPoint]
+    cursor: str | None
+
+
+class HostedProvider(Protocol):
+    name: str
+    """The backend name in settings and on runs: ``openai`` or ``together``."""
+    label: str
+    """How the provider is named in messages."""
+    base_model: str
+
+    def token_limit(self) -> int:
+        """Most tokens one training example may have for ``base_model``."""
+        ...
+
+    def upload(self, path: Path) -> str:
+        """Upload a JSONL file for fine-tuning; returns its file id."""
+        ...
+
+    def submit(self, request: JobRequest) -> HostedJob: ...
+
+    def request_body(self, request: JobRequest) -> dict[str, Any]:
+        """The parameters ``submit`` sends (recorded on the run)."""
+        ...
+
+    def retrieve(self, job_id: str) -> HostedJob: ...
+
+    def updates(self, job_id: str, cursor: str | None) -> JobUpdate: ...
+
+    def cancel(self, job_id: str) -> HostedJob: ...
+
+    def fetch_artifacts(self, job: HostedJob, directory: Path) -> Path | None:
+        """Download what the job produced for local serving (an adapter); None when nothing."""
+        ...
+
+    def chat_backend(self, model_id: str) -> ChatBackend:
+        """The fine-tuned model served on the provider's OpenAI-compatible endpoint."""
+        ...
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class HostedTrainingError(RuntimeError):
+    """A provider refused or failed. The message is the provider's own plus what to do next;
+    ``transient`` says whether the same request may succeed later (rate limits, outages)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider_message: str | None = None,
+        status_code: int | None = None,
+        code: str | None = None,
+        transient: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider_message = provider_message
+        self.status_code = status_code
+        self.code = code
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_QUOTA_WORDS = ("quota", "credit", "billing", "balance", "insufficient funds", "payment")
+_RETIRED_WORDS = (
+    "deprecat",
+    "no longer",
+    "wind down",
+    "winding down",
+    "sunset",
+    "not available for fine-tuning",
+    "does not support fine-tuning",
+    "not supported for fine-tuning",
+)
+
+
+def provider_message(body: object, fallback: str) -> tuple[str, str | None]:
+    """(message, code) from an error body: OpenAI's ``{"error": {...}}``, its unwrapped inner
+    object (what the ``openai`` SDK keeps), Together's, or plain text."""
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping):
+            message, code = inner.get("message"), inner.get("code")
+            if isinstance(message, str) and message:
+                return message, str(code) if code is not None else None
+        elif isinstance(inner, str) and inner:
+            return inner, None
+        if isinstance(body.get("message"), str):
+            return body["message"], None
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:500], None
+    return fallback, None
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds a server asked us to wait: ``retry-after-ms``, ``retry-after`` seconds or date."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if (ms := lowered.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def refusal_hint(status: int | None, code: str | None, message: str, key_setting: str) -> str:
+    """What to do about a refusal, from its status, code and words."""
+    text = f"{code or ''} {message}".lower()
+    if any(word in text for word in _QUOTA_WORDS):
+        return (
+            "the account is out of quota or credit: add credit or raise the limit in the "
+            "provider's billing settings, then start a new run"
+        )
+    if status == 401:
+        return f"the API key was rejected: check {key_setting}"
+    if any(word in text for word in _RETIRED_WORDS) or status == 403:
+        return (
+            "this account or base model can no longer be fine-tuned here: choose another base "
+            "model, or set TRAINING_BACKEND to together or local"
+        )
+    if status == 404:
+        return "check the base model name and the base URL"
+    if status is not None and status >= 500:
+        return "the provider is failing; try again later (the run can be resumed)"
+    if status == 429:
+        return "rate limited even after waiting; try again later (the run can be resumed)"
+    return "fix what the provider says, then start a new run"
+
+
+def status_error(
+    label: str,
+    action: str,
+    status: int,
+    body: object,
+    headers: Mapping[str, str],
+    fallback: str,
+    key_setting: str,
+) -> HostedTrainingError:
+    """The error for an HTTP error answer to ``action`` (e.g. 'create the fine-tuning job')."""
+    message, code = provider_message(body, fallback)
+    quota = any(word in f"{code or ''} {message}".lower() for word in _QUOTA_WORDS)
+    transient = status in TRANSIENT_STATUSES and not quota
+    hint = refusal_hint(status, code, message, key_setting)
+    shown_code = f", {code}" if code else ""
+    return HostedTrainingError(
+        f"{label} refused to {action} (HTTP {status}{shown_code}): {message} — {hint}",
+        provider_message=message,
+        status_code=status,
+        code=code,
+        transient=transient,
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def connection_error(label: str, action: str, exc: BaseException) -> HostedTrainingError:
+    cause = exc.__cause__ or exc
+    return HostedTrainingError(
+        f"could not reach {label} to {action}: {cause} — check the network and the base URL",
+        transient=True,
+    )
+
+
+# --- pre-flight ---------------------------------------------------------------------------------
+
+
+class PreflightError(ValueError):
+    """The dataset breaks a provider limit; nothing was uploaded."""
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What a hosted job would train on and cost, checked before anything leaves the machine."""
+
+    provider: str
+    base_model: str
+    train_examples: int
+    val_examples: int
+    token_limit: int
+    epochs: int
+    train_tokens: int
+    billed_tokens: int
+    price_per_million_tokens: float
+    estimated_cost: float
+
+    def summary(self) -> str:
+        price = (
+            f"estimated cost ${self.estimated_cost:,.{2 if self.estimated_cost >= 1 else 4}f} at "
+            f"${self.price_per_million_tokens:g} "
+            "per 1M tokens"
+            if self.price_per_million_tokens
+            else "no price configured (PRICE_PER_MILLION_TOKENS), so no cost estimate"
+        )
+        return (
+            f"{self.provider} fine-tuning of {self.base_model}: {self.train_examples} training and "
+            f"{self.val_examples} validation examples, {self.epochs} epochs, about "
+            f"{self.billed_tokens:,} billed tokens; {price}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def preflight(
+    train: Sequence[Sequence[Mapping[str, Any]]],
+    val: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    provider: str,
+    base_model: str,
+    token_limit: int,
+    epochs: int,
+    price_per_million_tokens: float,
+    count_tokens: TokenCounter,
+) -> Preflight:
+    """Check ``train``/``val`` against the provider's limits and estimate the cost.
+
+    Raises :class:`PreflightError` naming every example (by file and line) over the limit.
+    """
+    if len(train) < MIN_EXAMPLES:
+        raise PreflightError(
+            f"{provider} needs at least {MIN_EXAMPLES} training examples; the snapshot has "
+            f"{len(train)}. Approve or import more examples first."
+        )
+    train_tokens, val_tokens = count_tokens(train), count_tokens(val) if val else []
+    too_long = [
+        f"{name}.jsonl line {line}: {tokens:,} tokens"
+        for name, counts in (("train", train_tokens), ("val", val_tokens))
+        for line, tokens in enumerate(counts, start=1)
+        if tokens > token_limit
+    ]
+    if too_long:
+        shown = "; ".join(too_long[:5]) + (
+            f"; and {len(too_long) - 5} more" if len(too_long) > 5 else ""
+        )
+        raise PreflightError(
+            f"{len(too_long)} example(s) exceed the {token_limit:,}-token limit of {base_model} on "
+            f"{provider} ({shown}); shorten or retire them, or choose a base model with a "
+            "longer context"
+        )
+    billed = epochs * sum(min(token_limit, tokens) for tokens in train_tokens)
+    return Preflight(
+        provider=provider,
+        base_model=base_model,
+        train_examples=len(train),
+        val_examples=len(val),
+        token_limit=token_limit,
+        epochs=epochs,
+        train_tokens=sum(train_tokens),
+        billed_tokens=billed,
+        price_per_million_tokens=price_per_million_tokens,
+        estimated_cost=round(billed / 1_000_000 * price_per_million_tokens, 4),
+    )

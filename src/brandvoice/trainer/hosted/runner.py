@@ -1,0 +1,441 @@
+"""Submit-or-resume a hosted fine-tuning job and follow it to its end, reporting through the run.
+
+The job id is written to the run the moment the provider accepts the job, so a worker that dies
+mid-poll leaves a run that the next worker resumes: it polls the same job and never submits a
+second one. Polls back off while nothing changes; transient errors (rate limits, outages) are
+retried with exponential backoff that waits at least what ``Retry-After`` asks; refusals fail the
+run with the provider's message and a hint. A cancel request cancels the provider's job too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Engine
+
+from brandvoice.store.db import session_scope
+from brandvoice.store.models import DatasetSnapshot, TrainingRun
+from brandvoice.store.runs import RunCancelled
+from brandvoice.trainer.hosted.base import (
+    HostedConfig,
+    HostedJob,
+    HostedProvider,
+    HostedTrainingError,
+    JobRequest,
+    JobUpdate,
+    LossPoint,
+    Preflight,
+    TokenCounter,
+    preflight,
+    refusal_hint,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+EVENTS_KEPT = 20
+
+
+class Progress(Protocol):
+    def progress(
+        self, fraction: float, stage: str | None = None, metrics: dict[str, Any] | None = None
+    ) -> None: ...
+
+
+def make_provider(backend: str, config: HostedConfig) -> HostedProvider:
+    """The provider for ``backend`` (``openai`` or ``together``), checked for a key up front."""
+    if backend == "openai":
+        if not config.openai_api_key:
+            raise ValueError("hosted training on OpenAI needs an API key; set OPENAI_API_KEY")
+        from brandvoice.trainer.hosted.openai_ft import OpenAIFineTuning
+
+        return OpenAIFineTuning(
+            api_key=config.openai_api_key,
+            base_url=config.openai_base_url,
+            base_model=config.openai_model,
+            timeout=config.request_timeout_s,
+            chat_timeout=config.chat_timeout_s,
+            chat_concurrency=config.chat_concurrency,
+        )
+    if backend == "together":
+        if not config.together_api_key:
+            raise ValueError(
+                "hosted training on Together AI needs an API key; set TOGETHER_API_KEY"
+            )
+        from brandvoice.trainer.hosted.together_ft import TogetherFineTuning
+
+        return TogetherFineTuning(
+            api_key=config.together_api_key,
+            base_url=config.together_base_url,
+            base_model=config.together_model,
+            timeout=config.request_timeout_s,
+            chat_timeout=config.chat_timeout_s,
+            chat_concurrency=config.chat_concurrency,
+        )
+    raise ValueError(f"unknown training backend {backend!r}; choose local, openai or together")
+
+
+def snapshot_preflight(
+    snapshot: DatasetSnapshot,
+    provider: HostedProvider,
+    config: HostedConfig,
+    count_tokens: TokenCounter | None = None,
+) -> Preflight:
+    """The pre-flight of ``snapshot``'s files for ``provider`` (nothing is uploaded)."""
+    from brandvoice.trainer.sft_data import read_chat_jsonl
+
+    if count_tokens is None:
+        from brandvoice.inference.tokens import count_chat_tokens_batch as count_tokens
+    val_path = Path(snapshot.val_path)
+    return preflight(
+        read_chat_jsonl(snapshot.train_path),
+        read_chat_jsonl(val_path) if val_path.is_file() else [],
+        provider=provider.label,
+        base_model=provider.base_model,
+        token_limit=provider.token_limit(),
+        epochs=config.epochs,
+        price_per_million_tokens=config.price_per_million_tokens,
+        count_tokens=count_tokens,
+    )
+
+
+@dataclass
+class HostedOutcome:
+    job: HostedJob
+    model_id: str
+    adapter_path: Path | None
+    training: dict[str, Any]
+    """The training summary for the report (same keys as a local run where they apply)."""
+    hyperparameters: dict[str, Any]
+
+
+@dataclass
+class _JobState:
+    """What we know about the job; its ``metrics()`` are what the run row shows."""
+
+    provider: str
+    base_model: str
+    start: float
+    end: float
+    job_id: str | None = None
+    status: str = "preparing"
+    provider_status: str | None = None
+    estimate: dict[str, Any] | None = None
+    request: dict[str, Any] | None = None
+    losses: dict[int, LossPoint] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+    step: int = 0
+    total_steps: int | None = None
+    cursor: str | None = None
+    model_id: str | None = None
+    trained_tokens: int | None = None
+
+    def apply(self, job: HostedJob, update: JobUpdate) -> bool:
+        """Take in one poll; True when anything changed."""
+        changed = job.provider_status != self.provider_status or bool(
+            update.events or update.losses
+        )
+        self.status, self.provider_status = job.status, job.provider_status
+        self.model_id, self.trained_tokens = job.model_id, job.trained_tokens
+        self.cursor = update.cursor
+        for event in update.events:
+            self.events = [*self.events, event.message][-EVENTS_KEPT:]
+            self.step = max(self.step, event.step or 0)
+            self.total_steps = event.total_steps or self.total_steps
+        for point in update.losses:
+            self.losses[point.step] = point
+            self.step = max(self.step, point.step)
+        return changed
+
+    def fraction(self) -> float:
+        span = self.end - self.start
+        if self.status == "succeeded":
+            return self.end
+        if self.total_steps:
+            return self.start + span * (0.1 + 0.9 * min(self.step / self.total_steps, 1.0))
+        return self.start + span * (0.1 if self.status == "running" else 0.05)
+
+    def curve(self) -> list[dict[str, Any]]:
+        return [
+            {"step": p.step, "train_loss": p.train_loss, "eval_loss": p.eval_loss}
+            for p in sorted(self.losses.values(), key=lambda p: p.step)
+        ]
+
+    def summary(self, job: HostedJob, seconds: float) -> dict[str, Any]:
+        """The training section of the report (the keys a local run has, where they apply)."""
+        curve = self.curve()
+        train_losses = [p["train_loss"] for p in curve if p["train_loss"] is not None]
+        return {
+            "status": job.status,
+            "backend": self.provider,
+            "base_model": self.base_model,
+            "job_id": job.id,
+            "model_id": job.model_id,
+            "steps": self.step,
+            "total_steps": self.total_steps,
+            "first_train_loss": train_losses[0] if train_losses else None,
+            "final_train_loss": train_losses[-1] if train_losses else None,
+            "trained_tokens": job.trained_tokens,
+            "seconds": seconds,
+            "evals": curve,
+            "estimate": self.estimate,
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        curve = self.curve()
+        last_train = next(
+            (p["train_loss"] for p in reversed(curve) if p["train_loss"] is not None), None
+        )
+        last_eval = next(
+            (p["eval_loss"] for p in reversed(curve) if p["eval_loss"] is not None), None
+        )
+        hosted = {
+            "provider": self.provider,
+            "base_model": self.base_model,
+            "job_id": self.job_id,
+            "status": self.status,
+            "provider_status": self.provider_status,
+            "estimate": self.estimate,
+            "request": self.request,
+            "steps": self.step,
+            "total_steps": self.total_steps,
+            "losses": curve,
+            "events": self.events,
+            "model_id": self.model_id,
+            "trained_tokens": self.trained_tokens,
+        }
+        train = {"step": self.step}
+        if last_train is not None:
+            train["loss"] = last_train
+        if last_eval is not None:
+            train["eval_loss"] = last_eval
+        return {"hosted": hosted, "train": train}
+
+
+@dataclass
+class _Retrier:
+    """Retries transient provider errors: exponential backoff, never sooner than Retry-After."""
+
+    config: HostedConfig
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+
+    def __call__(self, call: Callable[[], T]) -> T:
+        delay, first_failure = self.config.retry_initial_s, None
+        while True:
+            try:
+                return call()
+            except HostedTrainingError as exc:
+                if not exc.transient:
+                    raise
+                now = self.clock()
+                first_failure = now if first_failure is None else first_failure
+                if now - first_failure >= self.config.give_up_after_s:
+                    raise HostedTrainingError(
+                        f"{exc} (still failing after {now - first_failure:.0f} s of retries)",
+                        provider_message=exc.provider_message,
+                        status_code=exc.status_code,
+                        code=exc.code,
+                    ) from exc
+                wait = min(max(delay, exc.retry_after or 0.0), self.config.give_up_after_s)
+                log.warning("%s; retrying in %.1f s", exc, wait)
+                self.sleep(wait)
+                delay = min(delay * 2, self.config.retry_max_s)
+
+
+def run_hosted_training(
+    engine: Engine,
+    run_id: int,
+    snapshot: DatasetSnapshot,
+    provider: HostedProvider,
+    config: HostedConfig,
+    progress: Progress,
+    output_dir: Path,
+    *,
+    start: float = 0.3,
+    end: float = 0.8,
+    count_tokens: TokenCounter | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> HostedOutcome:
+    """Train run ``run_id`` on ``provider``: resume its recorded job, or pre-flight, upload and
+    submit a new one; then follow it to the end. Raises ``RunCancelled`` or
+    :class:`HostedTrainingError` (the provider's message and a hint) when it does not succeed."""
+    began = clock()
+    retry = _Retrier(config, sleep, clock)
+    state = _JobState(provider.name, provider.base_model, start, end)
+    job_id, previous = _recorded_job(engine, run_id)
+    if job_id is None:
+        job_id = _submit(
+            engine, run_id, snapshot, provider, config, progress, state, retry, count_tokens
+        )
+    else:
+        state.job_id, state.estimate, state.request = (
+            job_id,
+            previous.get("estimate"),
+            previous.get("request"),
+        )
+        log.info("run %s resumes %s job %s", run_id, provider.label, job_id)
+        progress.progress(start, f"resume {provider.label} job {job_id}", state.metrics())
+    job = _follow(run_id, provider, config, progress, state, retry, sleep)
+    if job.status == "cancelled":
+        raise RunCancelled(f"{provider.label} job {job.id} was cancelled at the provider")
+    if job.status == "failed":
+        reason = job.error or "no reason given"
+        raise HostedTrainingError(
+            f"{provider.label} fine-tuning job {job.id} failed: {reason} — "
+            f"{refusal_hint(None, None, reason, '')}",
+            provider_message=job.error,
+        )
+    if not job.model_id:
+        raise HostedTrainingError(
+            f"{provider.label} job {job.id} succeeded but named no fine-tuned model; check it in "
+            "the provider's dashboard"
+        )
+    training = state.summary(job, seconds=round(clock() - began, 1))
+    adapter = _fetch_adapter(provider, job, output_dir, progress, state, retry, training)
+    return HostedOutcome(job, job.model_id, adapter, training, _hyperparameters(provider, state))
+
+
+def _submit(
+    engine: Engine,
+    run_id: int,
+    snapshot: DatasetSnapshot,
+    provider: HostedProvider,
+    config: HostedConfig,
+    progress: Progress,
+    state: _JobState,
+    retry: _Retrier,
+    count_tokens: TokenCounter | None,
+) -> str:
+    estimate = snapshot_preflight(snapshot, provider, config, count_tokens)
+    state.estimate = estimate.as_dict()
+    log.warning("run %s: %s", run_id, estimate.summary())
+    progress.progress(state.start, "preflight", state.metrics())
+    progress.progress(state.start + 0.005, f"upload to {provider.label}")
+    training_file = retry(lambda: provider.upload(Path(snapshot.train_path)))
+    validation_file = None
+    if snapshot.stats.get("val") and Path(snapshot.val_path).is_file():
+        validation_file = retry(lambda: provider.upload(Path(snapshot.val_path)))
+    request = JobRequest(
+        training_file=training_file,
+        validation_file=validation_file,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate_multiplier=config.learning_rate_multiplier,
+        seed=config.seed,
+        suffix=f"{config.suffix}-r{run_id}",
+        metadata={"brandvoice_run": str(run_id), "snapshot": snapshot.content_hash[:16]},
+    )
+    state.request = provider.request_body(request)
+    progress.progress(state.start + 0.01, f"submit to {provider.label}", state.metrics())
+    job = retry(lambda: provider.submit(request))
+    _record_job_id(engine, run_id, job.id)
+    state.job_id = job.id
+    log.info("run %s submitted %s job %s", run_id, provider.label, job.id)
+    return job.id
+
+
+def _follow(
+    run_id: int,
+    provider: HostedProvider,
+    config: HostedConfig,
+    progress: Progress,
+    state: _JobState,
+    retry: _Retrier,
+    sleep: Callable[[float], None],
+) -> HostedJob:
+    """Poll until the job finishes. Between polls the run still reports every
+    ``poll_interval_s``, so a cancel request is seen quickly even while polls back off."""
+    assert state.job_id is not None
+    job_id, interval = state.job_id, config.poll_interval_s
+
+    def report() -> None:
+        try:
+            progress.progress(state.fraction(), f"train: {state.provider_status}", state.metrics())
+        except RunCancelled:
+            _cancel(run_id, provider, progress, state, retry)
+            raise
+
+    while True:
+        job = retry(lambda: provider.retrieve(job_id))
+        changed = state.apply(job, retry(lambda: provider.updates(job_id, state.cursor)))
+        report()
+        if job.finished:
+            return job
+        interval = (
+            config.poll_interval_s if changed else min(interval * 1.5, config.max_poll_interval_s)
+        )
+        waited = 0.0
+        while waited < interval:
+            pause = min(config.poll_interval_s, interval - waited)
+            sleep(pause)
+            waited += pause
+            if waited < interval:
+                report()
+
+
+def _cancel(
+    run_id: int, provider: HostedProvider, progress: Progress, state: _JobState, retry: _Retrier
+) -> None:
+    assert state.job_id is not None
+    try:
+        cancelled = retry(lambda: provider.cancel(state.job_id or ""))
+    except HostedTrainingError as exc:  # e.g. the job finished in the meantime
+        log.warning(
+            "run %s: cancelling %s job %s failed: %s", run_id, provider.label, state.job_id, exc
+        )
+        return
+    state.status, state.provider_status = cancelled.status, cancelled.provider_status
+    with contextlib.suppress(RunCancelled):  # the metrics are written before the flag is read
+        progress.progress(state.fraction(), f"cancelled {provider.label} job", state.metrics())
+
+
+def _fetch_adapter(
+    provider: HostedProvider,
+    job: HostedJob,
+    output_dir: Path,
+    progress: Progress,
+    state: _JobState,
+    retry: _Retrier,
+    training: dict[str, Any],
+) -> Path | None:
+    """The downloaded adapter, or None; a failed download is recorded, since the hosted model
+    itself is ready and serves without it."""
+    progress.progress(state.end - 0.005, f"download from {provider.label}")
+    try:
+        adapter = retry(lambda: provider.fetch_artifacts(job, output_dir))
+    except HostedTrainingError as exc:
+        log.warning("%s job %s: adapter download failed: %s", provider.label, job.id, exc)
+        training["adapter_error"] = str(exc)
+        return None
+    if adapter is not None:
+        training["adapter_path"] = str(adapter)
+    return adapter
+
+
+def _hyperparameters(provider: HostedProvider, state: _JobState) -> dict[str, Any]:
+    """What the job was asked to do, without the provider's file ids."""
+    request = {k: v for k, v in (state.request or {}).items() if not k.endswith("_file")}
+    return {"provider": provider.name, **request}
+
+
+def _recorded_job(engine: Engine, run_id: int) -> tuple[str | None, dict[str, Any]]:
+    with session_scope(engine) as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            raise LookupError(f"run {run_id} does not exist")
+        return run.external_job_id, dict(run.metrics.get("hosted") or {})
+
+
+def _record_job_id(engine: Engine, run_id: int, job_id: str) -> None:
+    with session_scope(engine) as session:
+        run = session.get(TrainingRun, run_id)
+        assert run is not None
+        run.external_job_id = job_id
+        session.add(run)
