@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from sqlmodel import select
@@ -67,7 +68,7 @@ def test_a_retrain_registers_an_evaluated_candidate_and_writes_its_report(
     assert report["snapshot"]["val"] >= 1 and len(report["samples"]) == 2
     assert isinstance(report["verdict"]["recommend_promote"], bool)
     html = Path(report["report_path"]).read_text()
-    assert "brandvoice v1" in html and report["samples"][0]["reference"][:20] in html
+    assert "brandvoice v1" in html and escape(report["samples"][0]["reference"][:20]) in html
     assert "model.register" in actions
 
     # Nothing new since that run: a scheduled (unforced) retrain is skipped with its reason.

@@ -1,4 +1,9 @@
-"""Votes: reactions added to and removed from the bot's replies."""
+"""Votes: reactions added to and removed from the bot's replies.
+
+Reactions are the busiest events, so they use plain listeners, not lazy ones: Bolt acknowledges an
+event before it runs a plain listener (``process_before_response`` is off), and a lazy listener
+would also deep-copy the whole request on the event loop first, which costs more than the ack.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from brandvoice.bot.slack.deps import SlackDeps
-from brandvoice.bot.slack.listeners.events import acknowledge
 from brandvoice.bot.slack.votes import (
     handle_reaction_added,
     handle_reaction_removed,
@@ -28,5 +32,5 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         if vote is not None:
             await handle_reaction_removed(deps, vote)
 
-    app.event("reaction_added")(ack=acknowledge, lazy=[count_reaction])
-    app.event("reaction_removed")(ack=acknowledge, lazy=[retract_reaction])
+    app.event("reaction_added")(count_reaction)
+    app.event("reaction_removed")(retract_reaction)
