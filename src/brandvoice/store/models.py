@@ -230,3 +230,6 @@ class Setting(SQLModel, table=True):
     value: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
     updated_by: str | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+from brandvoice.store.candidates import GenerationCandidate  # noqa: E402,F401

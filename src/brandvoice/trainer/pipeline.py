@@ -157,7 +157,13 @@ def run_retrain(
         pinned = run.config.get("snapshot_id")
         if run.external_job_id and run.snapshot_id is not None:
             pinned = run.snapshot_id  # a hosted job already trains on it: resume that job
-        train_config = config.train.model_copy(update=run.config.get("train", {}))
+        run_config = dict(run.config)
+        train_config = config.train.model_copy(update=run_config.get("train", {}))
+    if run_config.get("kind") == "generate":
+        if services.generate is None:
+            raise ValueError("synthetic generation is not configured for this worker")
+        progress.progress(0.05, "generate")
+        return {"generated": dict(services.generate(engine, progress))}
     provider = make_provider(backend, config.hosted) if backend != "local" else None
     generated: Mapping[str, Any] = {}
     if pinned is not None:
@@ -175,7 +181,7 @@ def run_retrain(
             )
         progress.progress(0.03, "snapshot")
         take_snapshot(engine, config, actor)
-        if services.generate is not None:
+        if services.generate is not None and run_config.get("generate", True):
             progress.progress(0.05, "generate")
             generated = services.generate(engine, progress)
         snapshot = take_snapshot(engine, config, actor)

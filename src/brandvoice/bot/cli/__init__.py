@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from brandvoice.bot.cli import data, demo, models, serve
+from brandvoice.bot.cli import data, demo, generate, models, serve
 from brandvoice.bot.cli.context import configure_logging, console, engine, friendly_errors, settings
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ app.add_typer(models.runs_app, name="runs")
 app.command("train")(models.train_command)
 app.command("eval")(models.eval_command)
 app.command("chat")(models.chat_command)
+app.command("generate")(generate.generate_command)
+app.add_typer(generate.guidelines_app, name="guidelines")
 app.command("web")(serve.web_command)
 app.command("worker")(serve.worker_command)
 

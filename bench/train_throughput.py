@@ -1,0 +1,365 @@
+"""Training throughput: our LoRA trainer against TRL's SFTTrainer + peft, on CPU.
+
+Both train the packaged SmolLM2-135M-Instruct with the same LoRA config, data (the Pebble & Pine
+sample set, tokenized once with our assistant-only labels and handed to TRL pre-tokenized, so both
+train exactly the same target tokens), max length, batch, learning-rate schedule, seed and threads,
+for one epoch each (the same token budget). TRL keeps its other defaults (gradient checkpointing,
+bf16 autocast, random batches). Each runs in its own process. Printed per trainer: trained tokens/s
+(labelled tokens, steady state: the first steps skipped, the median of 3 windows), padding ratio,
+and validation loss scored by the same function; then the ratio ours / TRL.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/train_throughput.py            # CPU, ~5 min on 2 cores
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/train_throughput.py --gpu-mfu  # CUDA: Qwen2.5-0.5B shape
+
+``--gpu-mfu`` builds a Qwen2.5-0.5B-shaped model from its config (random weights, bf16) and reports
+our trainer's tokens/s and MFU = tokens/s * 4 * N / peak, N = all matmul parameters including the
+LM head (4N: forward 2N plus the input-gradient half of backward; the base is frozen).
+Results go to ``bench/results/train_throughput_{cpu,gpu}.json`` with machine, versions and git sha.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "src/brandvoice/samples/brand/examples.jsonl"
+LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"}
+SHARED = {
+    "learning_rate": 1e-3,
+    "warmup_ratio": 0.1,
+    "batch_size": 4,
+    "max_length": 1024,
+    "seed": 0,
+}
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+WARMUP_STEPS = 3
+
+
+def steady_tokens_per_second(marks: list[tuple[float, int]], warmup: int) -> list[float]:
+    """Tokens/s in 3 equal windows of steps after ``warmup``; ``marks`` are (clock, tokens so far)
+    at the end of each step, with the start as mark 0."""
+    usable = marks[warmup:]
+    size = (len(usable) - 1) // 3
+    if size < 1:
+        raise ValueError(f"need at least {warmup + 3} steps for 3 windows, got {len(marks) - 1}")
+    windows = [usable[i * size : (i + 1) * size + 1] for i in range(3)]
+    return [(w[-1][1] - w[0][1]) / (w[-1][0] - w[0][0]) for w in windows]
+
+
+class Marks:
+    """Wall and process CPU clocks with tokens so far, at the start and after every step. CPU
+    seconds are what a shared machine cannot steal, so tokens per CPU-second is reported too."""
+
+    def __init__(self) -> None:
+        self.wall: list[tuple[float, int]] = []
+        self.cpu: list[tuple[float, int]] = []
+
+    def add(self, tokens: int) -> None:
+        self.wall.append((time.perf_counter(), tokens))
+        self.cpu.append((time.process_time(), tokens))
+
+    def summary(self) -> dict[str, Any]:
+        wall = steady_tokens_per_second(self.wall, WARMUP_STEPS)
+        cpu = steady_tokens_per_second(self.cpu, WARMUP_STEPS)
+        return {"windows": wall, "cpu_windows": cpu}
+
+
+def split_files(directory: Path, n_val: int) -> tuple[Path, Path]:
+    rows = [line for line in EXAMPLES.read_text(encoding="utf-8").splitlines() if line]
+    val = rows[7::8][:n_val]
+    train = [r for r in rows if r not in val]
+    paths = directory / "train.jsonl", directory / "val.jsonl"
+    for path, part in zip(paths, (train, val), strict=True):
+        path.write_text("\n".join(part) + "\n", encoding="utf-8")
+    return paths
+
+
+def run_ours(train: Path, val: Path, threads: int, out: Path, base: Any) -> dict[str, Any]:
+    from brandvoice.trainer.config import TrainConfig
+    from brandvoice.trainer.lora import TrainCallback, train_lora
+
+    marks = Marks()
+
+    class Clock(TrainCallback):
+        def on_step(self, step: int, total: int, metrics: Any) -> None:
+            marks.add(int(metrics["trained_tokens"]))
+
+    config = TrainConfig(
+        lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"], lora_dropout=LORA["lora_dropout"],
+        epochs=1, num_threads=threads, device="cpu", **SHARED,
+    )  # fmt: skip
+    from brandvoice.inference.base_model import load_tokenizer
+    from brandvoice.trainer.sft_data import padding_ratio, plan_steps, tokenize_chat_file
+
+    lengths = tokenize_chat_file(
+        train, load_tokenizer(config.base_model), config.max_length
+    ).lengths
+    plan = plan_steps(lengths, batch_size=4, grad_accum_steps=1, epochs=1, max_steps=None, seed=0)
+    marks.add(0)
+    result = train_lora(train, val, out, config, Clock(), base_model=copy.deepcopy(base))
+    return marks.summary() | {
+        "steps": result.steps,
+        "trained_tokens": result.trained_tokens,
+        "padding_ratio": padding_ratio([b for step in plan for b in step], lengths),
+        "adapter": str(out),
+        "precision": "bf16" if _bf16_used(config) else "fp32",
+    }
+
+
+def _bf16_used(config: Any) -> bool:
+    from brandvoice.trainer.lora import _use_bf16
+
+    return _use_bf16(config, "cpu")
+
+
+def run_trl(train: Path, val: Path, threads: int, out: Path, base: Any) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from brandvoice.inference.base_model import load_tokenizer
+    from brandvoice.trainer.sft_data import IGNORE_INDEX, tokenize_chat_file
+
+    torch.set_num_threads(threads)
+    tokenizer = load_tokenizer("smollm2-135m-instruct")
+    examples = tokenize_chat_file(train, tokenizer, SHARED["max_length"]).examples
+    dataset = Dataset.from_list(
+        [
+            {
+                "input_ids": e.input_ids,
+                "assistant_masks": [int(x != IGNORE_INDEX) for x in e.labels],
+            }
+            for e in examples
+        ]
+    )
+    counts = {"trained": 0, "positions": 0, "real": 0}
+    marks = Marks()
+
+    class CountingSFTTrainer(SFTTrainer):
+        """Counts what each micro-batch trains; the loss itself is TRL's."""
+
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any
+        ) -> Any:
+            if model.training:
+                counts["trained"] += int((inputs["labels"][:, 1:] != IGNORE_INDEX).sum())
+                counts["positions"] += inputs["input_ids"].numel()
+                counts["real"] += int(inputs["attention_mask"].sum())
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+            marks.add(0)
+
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            marks.add(counts["trained"])
+
+    args = SFTConfig(
+        output_dir=str(out), per_device_train_batch_size=SHARED["batch_size"],
+        gradient_accumulation_steps=1, num_train_epochs=1, learning_rate=SHARED["learning_rate"],
+        lr_scheduler_type="cosine", warmup_steps=SHARED["warmup_ratio"], seed=SHARED["seed"],
+        max_length=SHARED["max_length"], save_strategy="no", report_to="none", logging_steps=1000,
+        use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    peft_config = LoraConfig(task_type="CAUSAL_LM", **LORA)
+    trainer = CountingSFTTrainer(
+        model=copy.deepcopy(base), args=args, train_dataset=dataset, processing_class=tokenizer,
+        peft_config=peft_config, callbacks=[Clock()],
+    )  # fmt: skip
+    trainer.train()
+    trainer.model.save_pretrained(str(out))
+    return marks.summary() | {
+        "steps": trainer.state.global_step,
+        "trained_tokens": counts["trained"],
+        "padding_ratio": 1 - counts["real"] / counts["positions"],
+        "adapter": str(out),
+        "precision": "bf16" if args.bf16 else "fp32",
+        "gradient_checkpointing": args.gradient_checkpointing,
+    }
+
+
+def worker(name: str, train: Path, val: Path, threads: int, out: Path) -> None:
+    import torch
+    from peft import PeftModel
+
+    from brandvoice.inference.base_model import load_fresh_base_model
+    from brandvoice.trainer.lora_model import validation_loss
+
+    torch.set_num_threads(threads)
+    base = load_fresh_base_model(device="cpu")
+    result = (run_ours if name == "ours" else run_trl)(train, val, threads, out, base)
+    tuned = PeftModel.from_pretrained(copy.deepcopy(base), result["adapter"]).eval()
+    result["val_loss"] = validation_loss(tuned, val, max_length=SHARED["max_length"])
+    result["tokens_per_s"] = statistics.median(result["windows"])
+    result["tokens_per_cpu_s"] = statistics.median(result["cpu_windows"])
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def compare_cpu(threads: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        split_files(Path(tmp), n_val=12)
+        for name in ("ours", "trl"):
+            command = [sys.executable, __file__, "--worker", name, "--threads", str(threads),
+                       "--data", tmp]  # fmt: skip
+            load = os.getloadavg()[0]
+            started = time.monotonic()
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+            if done.returncode or not line:
+                raise SystemExit(f"{name} worker failed:\n{done.stderr[-3000:]}")
+            results[name] = json.loads(line[-1][len("RESULT ") :])
+            results[name] |= {"wall_s": round(time.monotonic() - started, 1), "load_before": load}
+    ours, trl = results["ours"], results["trl"]
+    print(f"\n{'trainer':<8}{'tokens/s':>10}{'windows':>18}{'tok/CPU-s':>11}{'padding':>9}"
+          f"{'val loss':>10}{'steps':>7}{'trained':>9}")  # fmt: skip
+    for name, r in results.items():
+        windows = " ".join(f"{w:.0f}" for w in r["windows"])
+        print(f"{name:<8}{r['tokens_per_s']:>10.1f}{windows:>18}{r['tokens_per_cpu_s']:>11.1f}"
+              f"{r['padding_ratio']:>9.1%}{r['val_loss']:>10.4f}{r['steps']:>7}"
+              f"{r['trained_tokens']:>9}")  # fmt: skip
+    speedup = ours["tokens_per_s"] / trl["tokens_per_s"]
+    cpu_speedup = ours["tokens_per_cpu_s"] / trl["tokens_per_cpu_s"]
+    val_delta = ours["val_loss"] / trl["val_loss"] - 1
+    print(f"\nours / TRL: {speedup:.2f}x tokens/s, {cpu_speedup:.2f}x tokens per CPU-second "
+          f"(floor 1.5x); val loss {val_delta:+.1%} (limit +2%)")  # fmt: skip
+    return {"results": results, "speedup": speedup, "cpu_speedup": cpu_speedup,
+            "val_loss_delta": val_delta, "passes": speedup >= 1.5 and val_delta <= 0.02}  # fmt: skip
+
+
+def gpu_mfu(steps: int, batch_size: int, seq_len: int) -> dict[str, Any]:
+    """Our trainer on a Qwen2.5-0.5B-shaped model (random bf16 weights) on one CUDA GPU."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from brandvoice.trainer.config import TrainConfig
+    from brandvoice.trainer.lora import TrainCallback, train_lora
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu-mfu needs a CUDA GPU")
+    config = Qwen2Config(
+        hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+        intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True,
+        max_position_embeddings=32768, rope_theta=1_000_000.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(
+        config, dtype=torch.bfloat16, attn_implementation="sdpa"
+    )
+    layers = sum(
+        m.weight.numel() for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and "lm_head" not in name
+    )  # fmt: skip
+    n_matmul = layers + config.vocab_size * config.hidden_size  # LM head (tied, still a matmul)
+    marks: list[tuple[float, int]] = []
+    processed = [0]
+
+    class Clock(TrainCallback):
+        def on_step(self, step: int, total: int, metrics: Any) -> None:
+            torch.cuda.synchronize()
+            processed[0] += batch_size * seq_len
+            marks.append((time.perf_counter(), processed[0]))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train = Path(tmp) / "train.jsonl"
+        train.write_text(_long_chats(batch_size * steps, seq_len), encoding="utf-8")
+        train_config = TrainConfig(
+            batch_size=batch_size, max_length=seq_len, max_steps=steps, device="cuda",
+            learning_rate=1e-4, checkpoint_every=10**6,
+        )  # fmt: skip
+        marks.append((time.perf_counter(), 0))
+        result = train_lora(train, None, Path(tmp) / "out", train_config, Clock(), base_model=model)
+    windows = steady_tokens_per_second(marks, max(3, steps // 5))
+    tokens_per_s = statistics.median(windows)
+    gpu = torch.cuda.get_device_name()
+    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in gpu), PEAK_BF16_FLOPS["H100"])
+    mfu = tokens_per_s * 4 * n_matmul / peak
+    print(f"{gpu}: {tokens_per_s:,.0f} tokens/s (windows {[round(w) for w in windows]}), "
+          f"N = {n_matmul / 1e6:.0f}M matmul params, MFU {mfu:.1%} of {peak / 1e12:.0f} TFLOPS")  # fmt: skip
+    return {"gpu": gpu, "tokens_per_s": tokens_per_s, "windows": windows, "n_matmul": n_matmul,
+            "peak_flops": peak, "mfu": mfu, "batch_size": batch_size, "seq_len": seq_len,
+            "steps": result.steps, "trained_tokens": result.trained_tokens}  # fmt: skip
+
+
+def _long_chats(count: int, seq_len: int) -> str:
+    """Chats of about ``seq_len`` tokens, nearly all of it assistant reply (so nearly all trained);
+    the SmolLM2 tokenizer writes them, whose ids all fit Qwen's vocabulary."""
+    replies = [
+        json.loads(line)["messages"][-1]["content"]
+        for line in EXAMPLES.read_text(encoding="utf-8").splitlines()
+        if line
+    ]
+    rows = []
+    for i in range(count):
+        reply = " ".join(replies[(i + k) % len(replies)] for k in range(seq_len // 60 + 2))
+        messages = [
+            {"role": "user", "content": f"Question {i}"},
+            {"role": "assistant", "content": reply},
+        ]
+        rows.append(json.dumps({"messages": messages}))
+    return "\n".join(rows) + "\n"
+
+
+def record(name: str, payload: dict[str, Any]) -> Path:
+    from brandvoice.trainer.checkpoint import git_sha, package_versions
+
+    versions = package_versions()
+    try:
+        from importlib.metadata import version
+
+        versions["trl"] = version("trl")
+    except Exception:
+        versions["trl"] = None
+    out = ROOT / "bench" / "results" / f"train_throughput_{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload |= {
+        "command": " ".join(["python", "bench/train_throughput.py", *sys.argv[1:]]),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count()},
+        "versions": versions, "git_sha": git_sha(),
+        "config": {"lora": LORA, **SHARED, "warmup_steps_skipped": WARMUP_STEPS},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }  # fmt: skip
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--gpu-mfu", action="store_true")
+    parser.add_argument("--gpu-steps", type=int, default=40)
+    parser.add_argument("--gpu-batch", type=int, default=16)
+    parser.add_argument("--gpu-seq-len", type=int, default=1024)
+    parser.add_argument("--worker", choices=("ours", "trl"), help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        data = Path(args.data)
+        out = data / f"adapter-{args.worker}"
+        worker(args.worker, data / "train.jsonl", data / "val.jsonl", args.threads, out)
+    elif args.gpu_mfu:
+        record("gpu", gpu_mfu(args.gpu_steps, args.gpu_batch, args.gpu_seq_len))
+    else:
+        record("cpu", {"threads": args.threads} | compare_cpu(args.threads))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The one configuration object of a local LoRA run, with defaults chosen by measurement.
+
+The defaults teach a voice from the tens-to-hundreds of examples a team has: on SmolLM2-135M a
+small brand set needs a high LoRA learning rate (1e-3) and several epochs before the voice and its
+sign-off show up in held-out replies; lr 2e-4 for 4 epochs barely moves the model. Early stopping on
+the validation loss and keeping the best adapter guard the larger sets against overfitting.
+See ``bench/voice_defaults.py`` for the measurement.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from brandvoice.inference.base_model import DEFAULT_BASE_MODEL
+
+# Settings that may differ between a run and its resumption without changing the result.
+RESUMABLE_DIFFERENCES = frozenset({"device", "num_threads", "checkpoint_every", "keep_checkpoints"})
+
+
+class TrainConfig(BaseModel):
+    """Hyperparameters and switches for ``train_lora``; invalid combinations fail at construction."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid", frozen=True)
+
+    base_model: str = DEFAULT_BASE_MODEL
+    """Model to adapt: the packaged alias, a Hugging Face id, a local directory or a ``*.gguf`` path."""
+
+    lora_r: int = Field(16, ge=1, le=1024)
+    """LoRA rank. 16 is enough capacity for a voice; more mostly adds overfitting on small sets."""
+
+    lora_alpha: float = Field(32.0, gt=0)
+    """LoRA scale numerator (the update is scaled by alpha / r)."""
+
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout on the LoRA input. Off by default: it copies the input of every adapted layer
+    (slower on CPU), and early stopping plus the best-adapter choice already guard overfitting."""
+
+    target_modules: Literal["all-linear"] | tuple[str, ...] = "all-linear"
+    """Modules that get adapters: every linear layer except the LM head, or explicit module names."""
+
+    learning_rate: float = Field(1e-3, gt=0, le=1.0)
+    """Peak AdamW learning rate. LoRA on small sets needs ~1e-3; 2e-4 does not reach the voice."""
+
+    weight_decay: float = Field(0.0, ge=0.0)
+    """AdamW weight decay on the LoRA weights."""
+
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    """Learning-rate shape after warmup (``constant`` keeps the warmup)."""
+
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    """Fraction of the optimizer steps spent warming the learning rate up from zero."""
+
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    """Gradient clipping threshold (global L2 norm); ``None`` disables clipping."""
+
+    epochs: int = Field(8, ge=1)
+    """Passes over the training set. Small sets need several passes to pick up a voice."""
+
+    max_steps: int | None = Field(None, ge=1)
+    """Optimizer steps to run; when set it overrides ``epochs`` (more epochs are planned if needed)."""
+
+    batch_size: int = Field(4, ge=1)
+    """Examples per micro-batch on each device."""
+
+    grad_accum_steps: int = Field(1, ge=1)
+    """Micro-batches accumulated per optimizer step; the loss is normalised over all their tokens."""
+
+    max_length: int = Field(1024, ge=16)
+    """Tokens kept per example (the start is kept); examples left with nothing to train are dropped."""
+
+    batching: Literal["length_grouped", "packed"] = "length_grouped"
+    """``length_grouped`` pads batches of similar length; ``packed`` concatenates each batch into
+    one row with positions reset and a block-diagonal mask. Same examples per step either way;
+    length grouping measured faster on CPU (see ``bench/train_throughput.py``)."""
+
+    group_window: int = Field(8, ge=1)
+    """Length grouping sorts within shuffled windows of this many micro-batches (seeded)."""
+
+    eval_every: int | None = Field(None, ge=1)
+    """Optimizer steps between validation-loss evaluations; ``None`` evaluates once per epoch."""
+
+    patience: int = Field(2, ge=0)
+    """Stop after this many evaluations in a row where the validation loss is above its best while
+    the training loss keeps falling (overfitting); 0 never stops early."""
+
+    checkpoint_every: int | None = Field(None, ge=1)
+    """Optimizer steps between resumable checkpoints; ``None`` checkpoints at every evaluation."""
+
+    keep_checkpoints: int = Field(2, ge=1)
+    """Most recent checkpoints kept on disk."""
+
+    seed: int = 0
+    """Seeds data order, LoRA initialisation and dropout; the same seed gives the same adapter."""
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    """Where to train; ``auto`` picks CUDA, then MPS, then CPU. Under ``accelerate launch``
+    each process uses the GPU accelerate assigns it."""
+
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Compute precision (LoRA weights stay fp32); ``auto`` is bf16 autocast on CUDA GPUs that
+    support it and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32."""
+
+    attention: Literal["auto", "sdpa", "eager"] = "auto"
+    """Attention kernel. ``auto`` is eager on CPU when no example is over 512 tokens (measured ~20%
+    faster there: the CPU SDPA backward is slow on short sequences), else the model's own."""
+
+    num_threads: int | None = Field(None, ge=1)
+    """CPU threads for torch; ``None`` leaves torch's default."""
+
+    qlora: bool = False
+    """Load the base in 4-bit NF4 (bitsandbytes) and train LoRA on top; CUDA only."""
+
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, ~30% more compute."""
+
+    @model_validator(mode="after")
+    def _compatible(self) -> Self:
+        if self.qlora and self.device in ("cpu", "mps"):
+            raise ValueError(
+                f"qlora=True needs a CUDA GPU (bitsandbytes 4-bit), but device={self.device!r}; "
+                "set device='cuda' or 'auto', or turn qlora off"
+            )
+        if self.precision == "bf16" and self.device == "mps":
+            raise ValueError("precision='bf16' is not supported on MPS; use 'fp32' or 'auto'")
+        if not self.target_modules:
+            raise ValueError(
+                "target_modules is empty; use 'all-linear' or name at least one module"
+            )
+        return self
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """JSON-ready values, as recorded in the manifest and checkpoints."""
+        return self.model_dump(mode="json")
+
+    def resume_mismatches(self, recorded: dict[str, Any]) -> list[str]:
+        """Fields that differ from a checkpoint's config and would change the trained result."""
+        mine = self.hyperparameters()
+        return sorted(
+            key
+            for key in mine.keys() | recorded.keys()
+            if key not in RESUMABLE_DIFFERENCES and mine.get(key) != recorded.get(key)
+        )

@@ -1,0 +1,204 @@
+"""The model side of LoRA training: the adapted model, the target-token loss, validation loss.
+
+Kept apart from the fit loop so evaluation can score any model (base, adapter, candidate) with
+exactly the objective training minimises.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from brandvoice.inference.base_model import (
+    load_fresh_base_model,
+    load_tokenizer,
+    pick_device,
+    resolve_model_source,
+)
+from brandvoice.trainer.checkpoint import MANIFEST_FILE
+from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.sft_data import (
+    IGNORE_INDEX,
+    TokenizedExample,
+    collate_padded,
+    tokenize_chat_file,
+)
+
+
+class TargetTokenLoss(nn.Module):
+    """Summed next-token cross-entropy over labelled positions; the LM head runs only there,
+    which skips the vocabulary projection of every prompt and padding position."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        backbone = getattr(lm, lm.base_model_prefix)
+        hidden = backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+        ).last_hidden_state
+        targets = labels[:, 1:]
+        mask = targets != IGNORE_INDEX
+        logits = lm.get_output_embeddings()(hidden[:, :-1][mask])
+        return F.cross_entropy(logits.float(), targets[mask], reduction="sum"), mask.sum()
+
+
+def build_lora_model(
+    config: TrainConfig,
+    device: str,
+    base_model: nn.Module | None = None,
+    bf16: bool = False,
+    attention: str | None = None,
+) -> nn.Module:
+    """The base (given, or freshly loaded; 4-bit with ``qlora``) wrapped with LoRA adapters.
+
+    With ``bf16`` the frozen base is held in bf16 (autocast would otherwise cast every weight on
+    every forward); the LoRA weights stay fp32."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if base_model is not None:
+        model = base_model.to(device=device, dtype=torch.bfloat16 if bf16 else None)
+    elif config.qlora:
+        model = prepare_model_for_kbit_training(
+            load_4bit(config.base_model, device),
+            use_gradient_checkpointing=config.gradient_checkpointing,
+        )
+    else:
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        model = load_fresh_base_model(config.base_model, device=device, dtype=dtype)
+    if attention:
+        model.set_attn_implementation(attention)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    torch.manual_seed(config.seed)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear"
+        if config.target_modules == "all-linear"
+        else list(config.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    model.peft_config["default"].base_model_name_or_path = config.base_model
+    return model
+
+
+def validation_loss(
+    model_or_adapter_dir: nn.Module | str | Path,
+    val_path: str | Path,
+    *,
+    base_model: str | None = None,
+    max_length: int = 1024,
+    batch_size: int = 8,
+    device: str | None = None,
+) -> float:
+    """Mean cross-entropy per assistant token (the trained tokens) over a chat JSONL file.
+
+    Takes a loaded model (with or without an adapter) or an adapter directory written by
+    ``train_lora``; for a model, ``base_model`` names its tokenizer (default: the packaged base).
+    """
+    from peft import PeftModel
+
+    if isinstance(model_or_adapter_dir, nn.Module):
+        model = model_or_adapter_dir
+        base_model = base_model or adapter_base_model(None)
+    else:
+        adapter_dir = Path(model_or_adapter_dir)
+        base_model = base_model or adapter_base_model(adapter_dir)
+        base = load_fresh_base_model(base_model, device=pick_device(device))
+        model = PeftModel.from_pretrained(base, str(adapter_dir))
+    val = tokenize_chat_file(val_path, load_tokenizer(base_model), max_length)
+    target_device = next(model.parameters()).device
+
+    def batch(examples: list[TokenizedExample]) -> dict[str, torch.Tensor]:
+        return {k: v.to(target_device) for k, v in collate_padded(examples, 0).items()}
+
+    return mean_target_loss(TargetTokenLoss(model), val.examples, batch, batch_size, None)
+
+
+def adapter_base_model(adapter_dir: Path | None) -> str:
+    """The base an adapter was trained on: its manifest, else its adapter config, else the default."""
+    if adapter_dir is not None:
+        for name, key in ((MANIFEST_FILE, "base_model"), ("adapter_config.json", "base_model_name_or_path")):  # fmt: skip
+            path = adapter_dir / name
+            if path.is_file() and json.loads(path.read_text()).get(key):
+                return str(json.loads(path.read_text())[key])
+    return TrainConfig().base_model
+
+
+def mean_target_loss(
+    loss_module: nn.Module,
+    examples: list[TokenizedExample],
+    batch: Any,
+    batch_size: int,
+    accelerator: Any,
+) -> float:
+    """Token-weighted mean loss; batches of similar length, split across processes if any."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if accelerator is not None:
+        batches = batches[accelerator.process_index :: accelerator.num_processes]
+    was_training = loss_module.training
+    loss_module.eval()
+    totals = torch.zeros(2, dtype=torch.float64)
+    with torch.no_grad():
+        for indices in batches:
+            summed, count = loss_module(**batch([examples[i] for i in indices]))
+            totals += torch.tensor([summed.item(), count.item()], dtype=torch.float64)
+    loss_module.train(was_training)
+    if accelerator is not None:
+        totals = accelerator.reduce(totals.to(accelerator.device), "sum").cpu()
+    if totals[1] == 0:
+        raise ValueError("the validation set has no assistant tokens to score")
+    return float(totals[0] / totals[1])
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the trainable (LoRA) weights, by parameter name."""
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_adapter_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in state:
+                param.copy_(state[name].to(param.device))
+
+
+def load_4bit(name_or_path: str, device: str) -> nn.Module:
+    """The base quantized to 4-bit NF4 by bitsandbytes (bf16 compute) on one CUDA device."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    source = resolve_model_source(name_or_path)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    return AutoModelForCausalLM.from_pretrained(
+        source.path,
+        gguf_file=source.gguf_file,
+        quantization_config=quantization,
+        device_map={"": device},
+    )

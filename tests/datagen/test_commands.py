@@ -1,0 +1,83 @@
+"""The plain functions behind ``brandvoice generate`` and ``brandvoice guidelines set|show``."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from brandvoice.bot.commands_generate import run_generate, set_guidelines_from_file, show_guidelines
+from brandvoice.inference.openai_chat import OpenAIChat
+from tests.datagen.brand import FakeWriter
+from tests.fakes import FakeResponse, chat_completion
+
+
+def test_generate_prints_a_summary_table_by_reason(
+    engine, seeded, openai_server, embed, count_tokens
+):
+    openai_server.add_route("POST", "/v1/chat/completions", FakeWriter())
+    openai_server.script("POST", "/v1/chat/completions", FakeResponse(200, chat_completion("{")))
+    console = Console(record=True, width=120)
+    backend = OpenAIChat("fake-generator", base_url=openai_server.base_url, api_key="sk-test")
+
+    summary = run_generate(
+        engine,
+        backend,
+        embed,
+        per_example=1,
+        strategies=["paraphrase"],
+        count_tokens=count_tokens,
+        concurrency=1,
+        console=console,
+    )
+
+    assert (summary.generated, summary.kept) == (4, 3)
+    text = console.export_text()
+    assert "generation summary" in text
+    assert "kept" in text and "75%" in text
+    assert "dropped: parse error" in text and "parse failure, generator: invalid json" in text
+    assert "generator fake-generator" in text
+
+
+def test_guidelines_are_set_from_a_file_and_shown(engine, tmp_path):
+    assert show_guidelines(engine) is None
+    path = tmp_path / "voice.md"
+    path.write_text("  Be warm and brief. Sign off with 'Happy trails!'  \n")
+    assert set_guidelines_from_file(engine, path, actor="U1") == (
+        "Be warm and brief. Sign off with 'Happy trails!'"
+    )
+    assert show_guidelines(engine) == "Be warm and brief. Sign off with 'Happy trails!'"
+
+    path.write_text("   \n")
+    with pytest.raises(ValueError, match="guidelines are empty"):
+        set_guidelines_from_file(engine, path)
+    with pytest.raises(ValueError, match=r"cannot read guidelines file .*missing\.md"):
+        set_guidelines_from_file(engine, tmp_path / "missing.md")
+
+
+def test_the_retrain_pipeline_step_generates_with_the_configured_server(
+    engine, seeded, openai_server, tmp_path
+):
+    from brandvoice.bot.commands_generate import pipeline_generate_step
+    from brandvoice.bot.settings import Settings
+
+    writer = FakeWriter()
+    openai_server.add_route("POST", "/v1/chat/completions", writer)
+    settings = Settings(
+        openai_base_url=openai_server.base_url,
+        openai_api_key="sk-test",
+        generator_model="fake-generator",
+        artifacts_dir=tmp_path,
+        _env_file=None,
+    )
+    reported: list[tuple[float, str | None]] = []
+
+    class Recorder:
+        def progress(self, fraction, stage=None, metrics=None) -> None:
+            reported.append((fraction, stage))
+
+    result = pipeline_generate_step(settings)(engine, Recorder())
+
+    assert (result["generated"], result["kept"]) == (12, 12)
+    assert result["generator_model"] == "fake-generator"
+    assert reported and reported[-1] == (pytest.approx(0.25), "generate")
+    assert all(0.05 <= fraction <= 0.25 for fraction, _ in reported)
