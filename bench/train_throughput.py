@@ -243,18 +243,23 @@ def compare_cpu(threads: int) -> dict[str, Any]:
             "val_loss_delta": val_delta, "passes": speedup >= 1.5 and val_delta <= 0.02}  # fmt: skip
 
 
-def gpu_mfu(steps: int, batch_size: int, seq_len: int) -> dict[str, Any]:
-    """Our trainer on a Qwen2.5-0.5B-shaped model (random bf16 weights) on one CUDA GPU."""
+def gpu_mfu(
+    steps: int, batch_size: int, seq_len: int, device: str = "cuda", layers: int = 24
+) -> dict[str, Any]:
+    """Our trainer on a Qwen2.5-0.5B-shaped model (random bf16 weights) on one CUDA GPU.
+
+    ``device="cpu"`` with a few ``layers`` only checks that the path runs (no MFU)."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     from brandvoice.trainer.config import TrainConfig
     from brandvoice.trainer.lora import TrainCallback, train_lora
 
-    if not torch.cuda.is_available():
+    gpu = device == "cuda"
+    if gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu-mfu needs a CUDA GPU")
     config = Qwen2Config(
-        hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+        hidden_size=896, num_hidden_layers=layers, num_attention_heads=14, num_key_value_heads=2,
         intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True,
         max_position_embeddings=32768, rope_theta=1_000_000.0,
     )  # fmt: skip
@@ -262,17 +267,18 @@ def gpu_mfu(steps: int, batch_size: int, seq_len: int) -> dict[str, Any]:
     model = AutoModelForCausalLM.from_config(
         config, dtype=torch.bfloat16, attn_implementation="sdpa"
     )
-    layers = sum(
+    linear = sum(
         m.weight.numel() for name, m in model.named_modules()
         if isinstance(m, torch.nn.Linear) and "lm_head" not in name
     )  # fmt: skip
-    n_matmul = layers + config.vocab_size * config.hidden_size  # LM head (tied, still a matmul)
+    n_matmul = linear + config.vocab_size * config.hidden_size  # LM head (tied, still a matmul)
     marks: list[tuple[float, int]] = []
     processed = [0]
 
     class Clock(TrainCallback):
         def on_step(self, step: int, total: int, metrics: Any) -> None:
-            torch.cuda.synchronize()
+            if gpu:
+                torch.cuda.synchronize()
             processed[0] += batch_size * seq_len
             marks.append((time.perf_counter(), processed[0]))
 
@@ -280,19 +286,23 @@ def gpu_mfu(steps: int, batch_size: int, seq_len: int) -> dict[str, Any]:
         train = Path(tmp) / "train.jsonl"
         train.write_text(_long_chats(batch_size * steps, seq_len), encoding="utf-8")
         train_config = TrainConfig(
-            batch_size=batch_size, max_length=seq_len, max_steps=steps, device="cuda",
+            batch_size=batch_size, max_length=seq_len, max_steps=steps, device=device,
             learning_rate=1e-4, checkpoint_every=10**6,
         )  # fmt: skip
         marks.append((time.perf_counter(), 0))
         result = train_lora(train, None, Path(tmp) / "out", train_config, Clock(), base_model=model)
+    prompt_tokens = processed[0] - result.trained_tokens
+    if not 0 <= prompt_tokens <= 64 * batch_size * steps:
+        raise SystemExit(f"examples are not {seq_len} tokens of mostly reply; fix _long_chats")
     windows = steady_tokens_per_second(marks, max(3, steps // 5))
     tokens_per_s = statistics.median(windows)
-    gpu = torch.cuda.get_device_name()
-    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in gpu), PEAK_BF16_FLOPS["H100"])
-    mfu = tokens_per_s * 4 * n_matmul / peak
-    print(f"{gpu}: {tokens_per_s:,.0f} tokens/s (windows {[round(w) for w in windows]}), "
-          f"N = {n_matmul / 1e6:.0f}M matmul params, MFU {mfu:.1%} of {peak / 1e12:.0f} TFLOPS")  # fmt: skip
-    return {"gpu": gpu, "tokens_per_s": tokens_per_s, "windows": windows, "n_matmul": n_matmul,
+    name = torch.cuda.get_device_name() if gpu else "cpu (smoke run, no MFU)"
+    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), PEAK_BF16_FLOPS["H100"])
+    mfu = tokens_per_s * 4 * n_matmul / peak if gpu else None
+    print(f"{name}: {tokens_per_s:,.0f} tokens/s (windows {[round(w) for w in windows]}), "
+          f"N = {n_matmul / 1e6:.0f}M matmul params, "
+          f"MFU {f'{mfu:.1%}' if mfu else '-'} of {peak / 1e12:.0f} TFLOPS bf16 dense")  # fmt: skip
+    return {"gpu": name, "tokens_per_s": tokens_per_s, "windows": windows, "n_matmul": n_matmul,
             "peak_flops": peak, "mfu": mfu, "batch_size": batch_size, "seq_len": seq_len,
             "steps": result.steps, "trained_tokens": result.trained_tokens}  # fmt: skip
 
@@ -346,7 +356,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gpu-mfu", action="store_true")
     parser.add_argument("--gpu-steps", type=int, default=40)
-    parser.add_argument("--gpu-batch", type=int, default=16)
+    parser.add_argument("--gpu-batch", type=int, default=8)
+    parser.add_argument("--mfu-smoke", action="store_true", help="the --gpu-mfu path on CPU, tiny")
     parser.add_argument("--gpu-seq-len", type=int, default=1024)
     parser.add_argument("--worker", choices=("ours", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -355,6 +366,8 @@ def main() -> None:
         data = Path(args.data)
         out = data / f"adapter-{args.worker}"
         worker(args.worker, data / "train.jsonl", data / "val.jsonl", args.threads, out)
+    elif args.mfu_smoke:
+        gpu_mfu(steps=8, batch_size=2, seq_len=128, device="cpu", layers=2)
     elif args.gpu_mfu:
         record("gpu", gpu_mfu(args.gpu_steps, args.gpu_batch, args.gpu_seq_len))
     else:

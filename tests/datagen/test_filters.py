@@ -124,3 +124,13 @@ def test_of_two_near_identical_candidates_only_the_first_is_kept(judge):
     assert kept.keep
     assert (dropped.keep, dropped.reason) == (False, "near_duplicate")
     assert "parent 3 paraphrase #0" in dropped.detail
+
+
+def test_a_looping_reply_is_dropped_for_repetition(judge):
+    looping = reworded_returns(
+        "Yes, you can return it within 60 days. I'm sorry, I couldn't help you more, I'm sorry "
+        "I couldn't help you more, I'm sorry I couldn't help you more with the jacket return."
+    )
+    (verdict,) = judge.judge([draft(looping)])
+    assert (verdict.keep, verdict.reason) == (False, "repetition")
+    assert verdict.scores["repetition"].score > FilterConfig().max_repetition

@@ -198,11 +198,18 @@ def promoted_responder(engine: Engine, settings: Settings) -> ChatBackend | None
     return None if version is None else settings_backend_loader(settings)(version)
 
 
+NO_LOCAL_RESPONDER = (
+    "no promoted model to answer in the voice: the local base model's own answers do not survive "
+    "the filters (0 of 20 measured), so generation waits for a promoted version or OPENAI_BASE_URL"
+)
+
+
 def pipeline_generate_step(
     settings: Settings, per_example: int = 1
 ) -> Callable[[Engine, Any], Mapping[str, Any]]:
     """The retrain pipeline's step: expand approved examples not yet expanded, report progress
-    between 5% and 25% of the run, and return the summary as a dict."""
+    between 5% and 25% of the run, and return the summary as a dict. With only the local base
+    model (no server, nothing promoted) it skips: that model writes nothing the filters keep."""
 
     def step(engine: Engine, progress: Any) -> Mapping[str, Any]:
         from brandvoice.inference.embeddings import embed_texts
@@ -211,6 +218,8 @@ def pipeline_generate_step(
 
         generator = generator_backend(settings)
         responder = promoted_responder(engine, settings)
+        if responder is None and not generator.supports_json:
+            return {"skipped": NO_LOCAL_RESPONDER}
 
         def on_progress(p: GenerateProgress) -> None:
             fraction = 0.05 + 0.2 * (p.done / p.total if p.total else 1.0)

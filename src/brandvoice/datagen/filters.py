@@ -1,15 +1,17 @@
 """Filters that flag, never delete: each candidate gets keep/drop, a reason and every filter's score.
 
-Checks, in the order that decides the reason: format, redaction, refusal, length, exact duplicate,
-near duplicate (ROUGE-L against every stored example, validation ones included, and every candidate
-kept before it), on-topic band (embedding similarity of what the strategy varied to its source:
-neither off-topic nor a copy) and relevance (the reply is about its request). Candidates are
-judged in order, so of two close candidates the first is kept and the second is the near duplicate.
+Checks, in the order that decides the reason: format, redaction, refusal, repetition (a looping
+small model), length, exact duplicate, near duplicate (ROUGE-L against every stored example,
+validation ones included, and every candidate kept before it), on-topic band (embedding similarity
+of what the strategy varied to its source: neither off-topic nor a copy) and relevance (the reply
+is about its request). Candidates are judged in order, so of two close candidates the first is
+kept and the second is the near duplicate.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +30,7 @@ FILTER_ORDER = (
     "format",
     "redaction",
     "refusal",
+    "repetition",
     "length",
     "exact_duplicate",
     "near_duplicate",
@@ -62,6 +65,7 @@ REFUSAL_PATTERNS = tuple(
     )
 )
 """Refusals, assistant boilerplate, and meta-text about the rewriting itself."""
+_WORD = re.compile(r"[a-z0-9']+")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,10 @@ class FilterConfig:
     """Whole example, counted as the store counts (system prompt included)."""
     max_tokens: int = 1024
     min_reply_words: int = 5
+    max_repetition: float = 0.1
+    """Share of a message's word trigrams that occur more than once. Approved replies of the
+    sample brand stay under 0.05; a small model looping ("I'm sorry, I'm sorry...") goes far
+    above."""
     near_duplicate: float = ROUGE_L_THRESHOLD
     bands: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_BANDS))
     default_band: tuple[float, float] = (0.2, 0.9)
@@ -160,6 +168,23 @@ def check_refusal(messages: Sequence[Mapping[str, Any]]) -> FilterScore:
     return FilterScore(not hits, float(len(hits)), f"matched {hits[0]!r}" if hits else "")
 
 
+def repetition(text: str, n: int = 3) -> float:
+    """Share of the word ``n``-grams of ``text`` that occur more than once in it."""
+    words = _WORD.findall(text.lower())
+    grams = Counter(zip(*(words[i:] for i in range(n)), strict=False))
+    total = sum(grams.values())
+    return sum(c for c in grams.values() if c > 1) / total if total else 0.0
+
+
+def check_repetition(messages: Sequence[Mapping[str, Any]], limit: float) -> FilterScore:
+    share = max(
+        (repetition(str(m.get("content") or "")) for m in messages if m.get("role") != "system"),
+        default=0.0,
+    )
+    detail = "" if share <= limit else f"{share:.0%} of word trigrams repeat"
+    return FilterScore(share <= limit, share, detail)
+
+
 def check_length(tokens: int, reply: str, config: FilterConfig) -> FilterScore:
     words = len(reply.split())
     if not config.min_tokens <= tokens <= config.max_tokens:
@@ -244,6 +269,7 @@ class CandidateFilter:
                 ", ".join(f"{k}×{n}" for k, n in sorted(redactions.items())),
             ),
             "refusal": check_refusal(messages),
+            "repetition": check_repetition(messages, config.max_repetition),
             "length": check_length(tokens, last_content(messages, "assistant"), config),
             "exact_duplicate": FilterScore(
                 digest not in self.hashes, 1.0 if digest in self.hashes else 0.0

@@ -26,7 +26,7 @@ def demo_command(
     ] = 60,
     generate_parents: Annotated[
         int, typer.Option(min=0, help="Examples to expand synthetically.")
-    ] = 12,
+    ] = 3,
 ) -> None:
     """Run the whole loop on the sample brand: import, generate, train, evaluate, register."""
     from brandvoice.bot.cli.generate import generate_command, guidelines_set
