@@ -99,3 +99,26 @@ def test_a_cancelled_run_leaves_the_registry_as_it_was(engine, count_tokens, tmp
         run = session.get(TrainingRun, run_id)
         versions = session.exec(select(ModelVersion)).all()
     assert run.status == RunStatus.CANCELLED and versions == []
+
+
+def test_a_generate_run_from_slack_expands_with_the_requested_count(engine, tmp_path):
+    asked: list[int] = []
+
+    def generate(engine_, progress, per_example):  # type: ignore[no-untyped-def]
+        asked.append(per_example)
+        return {"kept": 2 * per_example}
+
+    services = PipelineServices(
+        load_backend=lambda version: LocalChat(), similarity=cosine_similarity, generate=generate
+    )
+    with session_scope(engine) as session:
+        run_id = enqueue_run(session, "U1", config={"kind": "generate", "per_example": 3}).id
+    config = _config(tmp_path)
+    Worker(
+        engine, lambda rid, reporter: run_retrain(engine, rid, config, services, reporter)
+    ).tick()
+    with session_scope(engine) as session:
+        run = session.get(TrainingRun, run_id)
+        versions = session.exec(select(ModelVersion)).all()
+    assert asked == [3] and run.status == RunStatus.SUCCEEDED
+    assert run.metrics == {"generated": {"kept": 6}} and versions == []

@@ -211,7 +211,7 @@ def pipeline_generate_step(
     between 5% and 25% of the run, and return the summary as a dict. With only the local base
     model (no server, nothing promoted) it skips: that model writes nothing the filters keep."""
 
-    def step(engine: Engine, progress: Any) -> Mapping[str, Any]:
+    def step(engine: Engine, progress: Any, per_example: int = per_example) -> Mapping[str, Any]:
         from brandvoice.inference.embeddings import embed_texts
         from brandvoice.inference.tokens import count_chat_tokens_batch
         from brandvoice.store.redact import Redactor

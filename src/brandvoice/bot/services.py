@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from brandvoice.bot.commands_generate import pipeline_generate_step
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.worker import RunReporter, Worker
 from brandvoice.inference.chat import ChatBackend
@@ -120,19 +121,10 @@ def pipeline_services(
     return PipelineServices(
         load_backend=backend_loader(settings),
         similarity=cosine_similarity,
-        generate=generate_step(settings),
+        generate=pipeline_generate_step(settings),
         judge=judge_backend(settings),
         publishers=announce,
     )
-
-
-def generate_step(settings: Settings):  # type: ignore[no-untyped-def]
-    """The synthetic-expansion step of the pipeline, or None where the generator is not built."""
-    try:
-        from brandvoice.bot.commands_generate import pipeline_generate_step
-    except ImportError:
-        return None
-    return pipeline_generate_step(settings)
 
 
 def make_worker(

@@ -51,8 +51,8 @@ class Progress(Protocol):
 
 BackendLoader = Callable[[ModelVersion | None], ChatBackend]
 """The backend that serves a version (None: the base model)."""
-GenerateStep = Callable[[Engine, Progress], Mapping[str, Any]]
-"""Adds synthetic variations for approved examples that have none yet; returns its summary."""
+GenerateStep = Callable[[Engine, Progress, int], Mapping[str, Any]]
+"""Adds up to N synthetic variations per approved example that has none yet; returns its summary."""
 Publisher = Callable[[ModelVersion, dict[str, Any]], None]
 """Announces a finished report (Slack, log)."""
 
@@ -163,7 +163,8 @@ def run_retrain(
         if services.generate is None:
             raise ValueError("synthetic generation is not configured for this worker")
         progress.progress(0.05, "generate")
-        return {"generated": dict(services.generate(engine, progress))}
+        per_example = int(run_config.get("per_example", 1))
+        return {"generated": dict(services.generate(engine, progress, per_example))}
     provider = make_provider(backend, config.hosted) if backend != "local" else None
     generated: Mapping[str, Any] = {}
     if pinned is not None:
@@ -183,7 +184,7 @@ def run_retrain(
         take_snapshot(engine, config, actor)
         if services.generate is not None and run_config.get("generate", True):
             progress.progress(0.05, "generate")
-            generated = services.generate(engine, progress)
+            generated = services.generate(engine, progress, 1)
         snapshot = take_snapshot(engine, config, actor)
     with session_scope(engine) as session:
         stored = session.get(TrainingRun, run_id)
