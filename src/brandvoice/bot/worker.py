@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,5 +138,3 @@ class Worker:
         while not stop.is_set():
             if self.tick() is None:
                 stop.wait(self.poll_interval_s)
-            else:
-                time.sleep(0)

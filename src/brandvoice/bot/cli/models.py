@@ -13,7 +13,13 @@ from brandvoice.bot.services import backend_loader, make_worker
 from brandvoice.inference.chat import Sampling
 from brandvoice.store.db import session_scope
 from brandvoice.store.models import RunStatus, TrainingRun
-from brandvoice.store.runs import enqueue_run, latest_runs, request_cancel, requeue_run
+from brandvoice.store.runs import (
+    claim_next_run,
+    enqueue_run,
+    latest_runs,
+    request_cancel,
+    requeue_run,
+)
 from brandvoice.trainer.registry import (
     discard_version,
     get_version,
@@ -35,8 +41,6 @@ def execute_run(run_id: int, **train_overrides: Any) -> TrainingRun:
     )
     with progress_bar() as bar:
         ConsoleRunReporter.bar = bar
-        from brandvoice.store.runs import claim_next_run
-
         if claim_next_run(engine(), worker.name, run_id) is None:
             raise CliError(f"run {run_id} could not be claimed (another run is in progress?)")
         worker.execute_claimed(run_id)
