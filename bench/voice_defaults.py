@@ -37,7 +37,7 @@ EXAMPLES = ROOT / "src/brandvoice/samples/brand/examples.jsonl"
 SIGN_OFF = "Happy trails! 🌲"
 RECIPES = {
     "default": TrainConfig(),
-    "common (lr 2e-4, 4 epochs)": TrainConfig(learning_rate=2e-4, epochs=4),
+    "common": TrainConfig(learning_rate=2e-4, epochs=4),  # the usual LoRA recipe
 }
 
 
