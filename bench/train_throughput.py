@@ -121,9 +121,9 @@ def run_ours(train: Path, val: Path, threads: int, out: Path, base: Any) -> dict
 
 
 def _bf16_used(config: Any) -> bool:
-    from brandvoice.trainer.lora import _use_bf16
+    from brandvoice.trainer.lora_model import use_bf16
 
-    return _use_bf16(config, "cpu")
+    return use_bf16(config, "cpu")
 
 
 def run_trl(train: Path, val: Path, threads: int, out: Path, base: Any) -> dict[str, Any]:

@@ -33,7 +33,10 @@ class FitState:
     seconds: float = 0.0
     evals: list[dict[str, Any]] = field(default_factory=list)
     best_eval_loss: float | None = None
+    """Validation loss of the kept adapter."""
     best_step: int | None = None
+    """Step of the kept adapter."""
+    lowest_eval_loss: float | None = None
     bad_evals: int = 0
     window_loss_sum: float = 0.0
     window_tokens: int = 0
@@ -149,6 +152,52 @@ def git_sha() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def build_manifest(
+    fit: FitState,
+    *,
+    status: str,
+    snapshot_hash: str | None,
+    hyperparameters: dict[str, Any],
+    total_steps: int,
+    steps_per_epoch: int,
+    examples: dict[str, int],
+    resumed_from: str | None,
+    device: str,
+    num_processes: int,
+) -> dict[str, Any]:
+    """What produced an adapter: data, config, metrics per evaluation, versions, time."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "status": status,
+        "snapshot_hash": snapshot_hash,
+        "base_model": hyperparameters["base_model"],
+        "hyperparameters": hyperparameters,
+        "steps": fit.step,
+        "total_steps": total_steps,
+        "epochs": round(fit.step / steps_per_epoch, 3),
+        **examples,
+        "trained_tokens": fit.trained_tokens,
+        "evals": fit.evals,
+        "best": {
+            "step": fit.best_step,
+            "eval_loss": fit.best_eval_loss,
+            "lowest_eval_loss": fit.lowest_eval_loss,
+        },
+        "final": {
+            "step": fit.step,
+            "train_loss": fit.last_train_loss,
+            "eval_loss": fit.evals[-1]["eval_loss"] if fit.evals else None,
+        },
+        "first_train_loss": fit.first_train_loss,
+        "seconds": round(fit.seconds, 2),
+        "resumed_from": resumed_from,
+        "device": device,
+        "num_processes": num_processes,
+        "versions": package_versions(),
+        "git_sha": git_sha(),
+    }
 
 
 def write_manifest(output_dir: Path, manifest: dict[str, Any]) -> Path:

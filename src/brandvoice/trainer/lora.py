@@ -3,18 +3,18 @@
 Batches in, loss normalised by the target tokens of the whole optimizer step, AdamW with a
 warmed-up cosine schedule and clipping, validation loss every N steps, early stopping on
 overfitting, the best adapter kept, checkpoints that resume to the same result, callbacks out.
-``accelerate`` places the model and syncs gradients, so the same function runs on CPU, one GPU,
-or several under ``accelerate launch``.
+``accelerate`` wraps the model for data parallelism, skips gradient sync inside accumulation and
+reduces counts across processes, so the same function runs on CPU, one GPU, or several GPUs
+under ``accelerate launch`` (DDP).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,9 +28,13 @@ from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.lora_model import (
     TargetTokenLoss,
     adapter_state,
+    attention_for,
     build_lora_model,
+    check_environment,
     load_adapter_state,
     mean_target_loss,
+    torch_threads,
+    use_bf16,
     validation_loss,
 )
 from brandvoice.trainer.sft_data import (
@@ -50,8 +54,9 @@ Status = Literal["completed", "early_stopped", "cancelled"]
 
 
 class TrainCallback:
-    """Progress hooks; subclass and override what you need. Returning ``"stop"`` cancels the run
-    after a checkpoint, so it can be resumed. Called on the main process only."""
+    """Progress hooks: subclass and override what you need (any object with some of these methods
+    works too). Returning ``"stop"``, or ``should_stop()`` turning true (polled after every step),
+    cancels the run after a checkpoint, so it can be resumed. Called on the main process only."""
 
     def on_step(self, step: int, total: int, metrics: Mapping[str, float]) -> str | None:
         return None
@@ -99,7 +104,7 @@ def train_lora(
     config = config or TrainConfig()
     output_dir = Path(output_dir)
     hooks = [callbacks] if isinstance(callbacks, TrainCallback) else list(callbacks or [])
-    with _torch_threads(config.num_threads):
+    with torch_threads(config.num_threads):
         return _fit(
             config, train_path, val_path, output_dir, hooks, snapshot_hash, resume_from, base_model
         )
@@ -153,9 +158,9 @@ def _prepare(
     """Data, data order, model, optimizer and schedule; restored from a checkpoint if given."""
     from accelerate import Accelerator
 
-    _check_environment(config)
+    check_environment(config)
     device = pick_device(None if config.device == "auto" else config.device)
-    bf16 = _use_bf16(config, device)
+    bf16 = use_bf16(config, device)
     # Autocast is ours (see _Run.autocast): accelerate's process-wide precision state would
     # refuse a second run in the same process with a different precision.
     # Placement is ours too: the model is loaded on its device, and 4-bit models refuse ``.to``.
@@ -174,7 +179,7 @@ def _prepare(
     resumed = ckpt.load_checkpoint(resume_from) if resume_from else None
     if resumed:
         _check_resumable(resumed, config, train, plan)
-    attention = _attention(config, accelerator.device.type, max(train.lengths))
+    attention = attention_for(config, accelerator.device.type, max(train.lengths))
     model = build_lora_model(config, str(accelerator.device), base_model, bf16, attention)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -268,7 +273,10 @@ class _Run:
             )  # fmt: skip
         train_loss = fit.window_loss_sum / max(fit.window_tokens, 1)
         fit.window_loss_sum, fit.window_tokens = 0.0, 0
-        is_best, overfitting = record_eval(fit, eval_loss, train_loss, self.config.patience)
+        config = self.config
+        is_best, overfitting = record_eval(
+            fit, eval_loss, train_loss, config.patience, config.select_tolerance
+        )
         if is_best:
             best = adapter_state(self.accelerator.unwrap_model(self.loss_module).model)
         metrics = fit.evals[-1] | {"best_eval_loss": fit.best_eval_loss, "is_best": float(is_best)}
@@ -295,21 +303,24 @@ class _Run:
 
 
 def record_eval(
-    fit: ckpt.FitState, eval_loss: float, train_loss: float, patience: int
+    fit: ckpt.FitState, eval_loss: float, train_loss: float, patience: int, tolerance: float = 0.0
 ) -> tuple[bool, bool]:
-    """Log one evaluation; returns (new best, overfitting).
+    """Log one evaluation; returns (keep this adapter, overfitting).
 
-    An evaluation counts against the run when the validation loss is above its best while the
-    training loss since the previous evaluation fell; ``patience`` of those in a row stop it.
+    A validation loss within ``tolerance`` (relative) of the lowest so far ties with it, and the
+    later of tied adapters is kept. Above that, while the training loss since the previous
+    evaluation fell, the evaluation counts against the run; ``patience`` in a row stop it.
     """
-    is_best = fit.best_eval_loss is None or eval_loss < fit.best_eval_loss
-    if is_best:
+    lowest = eval_loss if fit.lowest_eval_loss is None else min(fit.lowest_eval_loss, eval_loss)
+    keep = eval_loss <= lowest * (1 + tolerance)
+    if keep:
         fit.best_eval_loss, fit.best_step, fit.bad_evals = eval_loss, fit.step, 0
     elif fit.previous_window_loss is not None and train_loss < fit.previous_window_loss:
         fit.bad_evals += 1
+    fit.lowest_eval_loss = lowest
     fit.previous_window_loss = train_loss
     fit.evals.append({"step": fit.step, "eval_loss": eval_loss, "train_loss": train_loss})
-    return is_best, 0 < patience <= fit.bad_evals
+    return keep, 0 < patience <= fit.bad_evals
 
 
 def _finish(
@@ -322,41 +333,14 @@ def _finish(
     resumed: dict[str, Any] | None,
 ) -> TrainResult:
     """Write the best adapter (the last one without validation) and the manifest."""
-    acc, config = run.accelerator, run.config
+    acc = run.accelerator
     model = acc.unwrap_model(run.loss_module).model
     if status != "cancelled" and acc.is_main_process:
         if best is not None:
             load_adapter_state(model, best)
         model.save_pretrained(str(output_dir))
         ckpt.remove_checkpoints(output_dir)
-    manifest = {
-        "format": ckpt.MANIFEST_FORMAT,
-        "status": status,
-        "snapshot_hash": snapshot_hash,
-        "base_model": config.base_model,
-        "hyperparameters": config.hyperparameters(),
-        "steps": fit.step,
-        "total_steps": len(run.plan),
-        "epochs": round(fit.step / run.steps_per_epoch, 3),
-        "train_examples": len(run.train.examples),
-        "val_examples": len(run.val.examples) if run.val else 0,
-        "dropped_examples": run.train.dropped,
-        "trained_tokens": fit.trained_tokens,
-        "evals": fit.evals,
-        "best": {"step": fit.best_step, "eval_loss": fit.best_eval_loss},
-        "final": {
-            "step": fit.step,
-            "train_loss": fit.last_train_loss,
-            "eval_loss": fit.evals[-1]["eval_loss"] if fit.evals else None,
-        },
-        "first_train_loss": fit.first_train_loss,
-        "seconds": round(fit.seconds, 2),
-        "resumed_from": resumed["path"] if resumed else None,
-        "device": str(acc.device),
-        "num_processes": acc.num_processes,
-        "versions": ckpt.package_versions(),
-        "git_sha": ckpt.git_sha(),
-    }
+    manifest = _manifest(run, fit, status, snapshot_hash, resumed)
     if acc.is_main_process:
         ckpt.write_manifest(output_dir, manifest)
     acc.wait_for_everyone()
@@ -372,6 +356,31 @@ def _finish(
         final_train_loss=fit.last_train_loss,
         manifest=manifest,
         **fields,
+    )
+
+
+def _manifest(
+    run: _Run,
+    fit: ckpt.FitState,
+    status: Status,
+    snapshot_hash: str | None,
+    resumed: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return ckpt.build_manifest(
+        fit,
+        status=status,
+        snapshot_hash=snapshot_hash,
+        hyperparameters=run.config.hyperparameters(),
+        total_steps=len(run.plan),
+        steps_per_epoch=run.steps_per_epoch,
+        examples={
+            "train_examples": len(run.train.examples),
+            "val_examples": len(run.val.examples) if run.val else 0,
+            "dropped_examples": run.train.dropped,
+        },
+        resumed_from=resumed["path"] if resumed else None,
+        device=str(run.accelerator.device),
+        num_processes=run.accelerator.num_processes,
     )
 
 
@@ -420,54 +429,9 @@ def _steps_per_epoch(plan: list[list[list[int]]], train: TokenizedSet) -> int:
     return max(steps, 1)
 
 
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Use ``threads`` CPU threads for the run and give the process its setting back after."""
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _scheduler(config: TrainConfig, optimizer: Any, total_steps: int) -> Any:
     from transformers import get_scheduler
 
     name = "constant_with_warmup" if config.lr_scheduler == "constant" else config.lr_scheduler
     warmup = math.ceil(config.warmup_ratio * total_steps)
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
-
-
-def _attention(config: TrainConfig, device_type: str, longest: int) -> str | None:
-    if config.attention != "auto":
-        return config.attention
-    return "eager" if device_type == "cpu" and longest <= 512 else None
-
-
-def _use_bf16(config: TrainConfig, device: str) -> bool:
-    if config.precision != "auto":
-        return config.precision == "bf16"
-    if device.startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
-    return device == "cpu" and _cpu_has_native_bf16()
-
-
-def _cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 autocast measured ~30% faster than fp32 there; without them,
-    bf16 is emulated and slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def _check_environment(config: TrainConfig) -> None:
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but torch sees no CUDA GPU")
-    if config.qlora and not torch.cuda.is_available():
-        raise RuntimeError("qlora=True needs a CUDA GPU, and torch sees none")
-    if config.qlora and importlib.util.find_spec("bitsandbytes") is None:
-        raise RuntimeError("qlora=True needs the 'bitsandbytes' package (pip install bitsandbytes)")

@@ -6,8 +6,10 @@ exactly the objective training minimises.
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +204,48 @@ def load_4bit(name_or_path: str, device: str) -> nn.Module:
         quantization_config=quantization,
         device_map={"": device},
     )
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` CPU threads for the run and give the process its setting back after."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def attention_for(config: TrainConfig, device_type: str, longest: int) -> str | None:
+    if config.attention != "auto":
+        return config.attention
+    return "eager" if device_type == "cpu" and longest <= 512 else None
+
+
+def use_bf16(config: TrainConfig, device: str) -> bool:
+    if config.precision != "auto":
+        return config.precision == "bf16"
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    return device == "cpu" and cpu_has_native_bf16()
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 autocast measured ~30% faster than fp32 there; without them,
+    bf16 is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def check_environment(config: TrainConfig) -> None:
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was asked for but torch sees no CUDA GPU")
+    if config.qlora and not torch.cuda.is_available():
+        raise RuntimeError("qlora=True needs a CUDA GPU, and torch sees none")
+    if config.qlora and importlib.util.find_spec("bitsandbytes") is None:
+        raise RuntimeError("qlora=True needs the 'bitsandbytes' package (pip install bitsandbytes)")
