@@ -60,3 +60,28 @@ def test_missing_file_and_unknown_example_are_one_clear_line(run):
     assert "example 999 does not exist" in unknown.stderr
     bad_split = run("export", "--split", "test")
     assert bad_split.returncode == 2 and "--split must be train, val or all" in bad_split.stderr
+
+
+def test_hostile_lines_are_one_line_each_and_skippable(run, tmp_path):
+    from tests.store.test_import_hostile import GOOD_A, GOOD_B, HOSTILE
+
+    path = tmp_path / "hostile.jsonl"
+    cases = sorted(HOSTILE)
+    path.write_bytes(
+        b"\n".join([GOOD_A.encode(), *(HOSTILE[c][0] for c in cases), GOOD_B.encode()]) + b"\n"
+    )
+    refused = run("import", str(path))
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    for line, case in enumerate(cases, start=2):
+        assert f"{path}:{line}: " in refused.stderr, case
+        assert HOSTILE[case][1] in refused.stderr, case
+    assert "nothing imported" in refused.stderr
+
+    skipped = run("import", "--skip-invalid", str(path))
+    assert skipped.returncode == 2 and "Traceback" not in skipped.stderr
+    assert "imported 2 example(s)" in skipped.stdout
+    out = tmp_path / "out.jsonl"
+    assert run("export", "--out", str(out)).returncode == 0
+    exported = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert exported == [json.loads(GOOD_A), json.loads(GOOD_B)]

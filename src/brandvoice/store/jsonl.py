@@ -17,6 +17,10 @@ DEFAULT_MAX_TOKENS = 16_385
 ROLES = frozenset({"system", "user", "assistant", "function", "tool"})
 MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "function_call", "tool_calls"})
 EXAMPLE_KEYS = frozenset({"messages"})
+TOOL_CALL_KEYS = frozenset({"id", "type", "function"})
+FUNCTION_KEYS = frozenset({"name", "arguments"})
+MAX_INT_DIGITS = 100
+"""Longer integers are refused: no example needs one, and Python refuses past 4300 digits anyway."""
 
 TokenCounter = Callable[[Sequence[Sequence[Mapping[str, Any]]]], list[int]]
 """Counts the tokens of many examples at once (see ``brandvoice.inference.tokens``)."""
@@ -57,8 +61,125 @@ class ValidationReport:
         return Counter(p.kind for p in self.problems)
 
 
+class _BadNumber(ValueError):
+    """A number JSON does not allow (NaN, Infinity) or one too long to be a real value."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise _BadNumber(f"{name} is not a JSON number")
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise _BadNumber(f"a number with {len(digits.lstrip('-'))} digits")
+    return int(digits)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_parse_int)
+
+
+def parse_line(line: str) -> Any:
+    """One JSONL line as Python data; ValueError says, in words, why it is not strict JSON."""
+    try:
+        return _DECODER.decode(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except _BadNumber as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("not valid JSON (nested too deeply)") from None
+
+
+def _text_problem(value: Any, where: str) -> str | None:
+    """Why ``value`` cannot be stored as text: not a string, or a lone surrogate UTF-8 cannot hold."""
+    if not isinstance(value, str):
+        return f"{where} must be a string, got {type(value).__name__}"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"{where} has a lone surrogate (\\u{ord(value[exc.start]):04x}), not text"
+    return None
+
+
+def _function_problem(call: Any, where: str) -> str | None:
+    if not isinstance(call, dict):
+        return f"{where} must be an object with 'name' and 'arguments'"
+    unknown = sorted(set(call) - FUNCTION_KEYS)
+    if unknown:
+        return f"{where} has unrecognized key {unknown[0]!r}"
+    for key in ("name", "arguments"):
+        problem = _text_problem(call.get(key), f"{where}.{key}")
+        if problem:
+            return problem
+    return None
+
+
+def _tool_calls_problem(calls: Any, where: str) -> str | None:
+    if not isinstance(calls, list) or not calls:
+        return f"{where}.tool_calls must be a non-empty list"
+    for index, call in enumerate(calls):
+        at = f"{where}.tool_calls[{index}]"
+        if not isinstance(call, dict):
+            return f"{at} must be an object"
+        unknown = sorted(set(call) - TOOL_CALL_KEYS)
+        if unknown:
+            return f"{at} has unrecognized key {unknown[0]!r}"
+        for key in ("id", "type"):
+            if key in call:
+                problem = _text_problem(call[key], f"{at}.{key}")
+                if problem:
+                    return problem
+        problem = _function_problem(call.get("function"), f"{at}.function")
+        if problem:
+            return problem
+    return None
+
+
+def _message_problem(message: Any, where: str) -> tuple[str, str] | None:
+    if not isinstance(message, dict):
+        return "message_not_object", f"{where} is not an object"
+    if "role" not in message:
+        return "missing_role", f"{where} has no 'role'"
+    if "content" not in message and "tool_calls" not in message:
+        return "missing_content", f"{where} has no 'content'"
+    unknown = sorted(set(message) - MESSAGE_KEYS)
+    if unknown:
+        return "unrecognized_key", f"{where} has unrecognized key {unknown[0]!r}"
+    role = message["role"]
+    if not isinstance(role, str):
+        return "unknown_role", f"{where} role must be a string, got {type(role).__name__}"
+    if role not in ROLES:
+        return "unknown_role", f"{where} has unknown role {role!r} (use {', '.join(sorted(ROLES))})"
+    content = message.get("content")
+    if "content" in message and (not isinstance(content, str) or not content.strip()):
+        return "empty_content", f"{where} ({role}) has empty or non-text content"
+    for key in ("content", "name"):
+        if key in message:
+            problem = _text_problem(message[key], f"{where} {key}")
+            if problem:
+                return "bad_text", problem
+    if "weight" in message and (
+        type(message["weight"]) is not int or message["weight"] not in (0, 1)
+    ):
+        return "bad_weight", f"{where} weight must be 0 or 1"
+    if "function_call" in message:
+        problem = _function_problem(message["function_call"], f"{where}.function_call")
+        if problem:
+            return "bad_tool_call", problem
+    if "tool_calls" in message:
+        problem = _tool_calls_problem(message["tool_calls"], where)
+        if problem:
+            return "bad_tool_call", problem
+    return None
+
+
 def check_example(obj: Any) -> tuple[str, str] | None:
-    """The first structural problem of one parsed line as ``(kind, reason)``, or None."""
+    """The first problem of one parsed line as ``(kind, reason)``, or None.
+
+    Every value an example may hold is checked for its type, so nothing unexpected (a list for a
+    role, a float NaN, a lone surrogate, arbitrary nesting) ever reaches the store.
+    """
     if not isinstance(obj, dict):
         return "not_object", f"expected a JSON object, got {type(obj).__name__}"
     messages = obj.get("messages")
@@ -71,49 +192,41 @@ def check_example(obj: Any) -> tuple[str, str] | None:
         return "messages_not_list", "'messages' must be a non-empty list"
     has_assistant = False
     for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(message, dict):
-            return "message_not_object", f"{where} is not an object"
-        if "role" not in message:
-            return "missing_role", f"{where} has no 'role'"
-        if "content" not in message and "tool_calls" not in message:
-            return "missing_content", f"{where} has no 'content'"
-        unknown = sorted(set(message) - MESSAGE_KEYS)
-        if unknown:
-            return "unrecognized_key", f"{where} has unrecognized key {unknown[0]!r}"
-        role = message["role"]
-        if role not in ROLES:
-            return (
-                "unknown_role",
-                f"{where} has unknown role {role!r} (use {', '.join(sorted(ROLES))})",
-            )
-        content = message.get("content")
-        if "content" in message and (not isinstance(content, str) or not content.strip()):
-            return "empty_content", f"{where} ({role}) has empty or non-text content"
-        if "weight" in message and message["weight"] not in (0, 1):
-            return "bad_weight", f"{where} weight must be 0 or 1"
-        has_assistant = has_assistant or role == "assistant"
+        problem = _message_problem(message, f"messages[{index}]")
+        if problem:
+            return problem
+        has_assistant = has_assistant or message["role"] == "assistant"
     if not has_assistant:
         return "no_assistant", "no assistant message to learn from"
     return None
 
 
 def validate_lines(
-    lines: Iterable[str],
+    lines: Iterable[str | bytes],
     path: str,
     count_tokens: TokenCounter,
     max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> ValidationReport:
-    """Check every line; structurally valid examples are token-counted in one batch."""
+    """Check every line; structurally valid examples are token-counted in one batch.
+
+    Lines may be bytes, so a line that is not UTF-8 is reported on its own and the rest still read.
+    """
     report = ValidationReport(path)
     pending: list[tuple[int, list[dict[str, Any]]]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.problems.append(Problem(path, number, "not_json", f"not valid JSON ({exc.msg})"))
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            column = len(raw[: exc.start].decode("utf-8", "replace")) + 1
+            reason = f"not UTF-8 text ({exc.reason} at column {column})"
+            report.problems.append(Problem(path, number, "not_utf8", reason))
+            continue
+        try:
+            obj = parse_line(line)
+        except ValueError as exc:
+            report.problems.append(Problem(path, number, "not_json", str(exc)))
             continue
         problem = check_example(obj)
         if problem:
@@ -161,16 +274,18 @@ def _byte_bound(messages: Sequence[Mapping[str, Any]]) -> int:
 def validate_file(
     path: Path, count_tokens: TokenCounter, max_tokens: int = DEFAULT_MAX_TOKENS
 ) -> ValidationReport:
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return validate_lines(handle, str(path), count_tokens, max_tokens)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    with path.open("rb") as handle:
+        return validate_lines(handle, str(path), count_tokens, max_tokens)
 
 
 def dump_example(messages: Sequence[Mapping[str, Any]]) -> str:
-    """One JSONL line, keeping non-ASCII characters readable."""
-    return json.dumps({"messages": list(messages)}, ensure_ascii=False)
+    """One strict JSON line, keeping non-ASCII characters readable; ValueError rather than NaN."""
+    try:
+        line = json.dumps({"messages": list(messages)}, ensure_ascii=False, allow_nan=False)
+        line.encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ValueError(f"example would not be valid JSON: {exc}") from None
+    return line
 
 
 def write_jsonl(path: Path, conversations: Iterable[Sequence[Mapping[str, Any]]]) -> int:

@@ -80,14 +80,40 @@ class Redactor:
     def redact_messages(
         self, messages: Sequence[Mapping[str, Any]]
     ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        """Messages with every string ``content`` redacted, and the counts by kind."""
+        """Messages with every string that is stored redacted, and the counts by kind.
+
+        That is the content, the speaker's ``name`` and function and tool-call names and arguments:
+        a secret in any of them would reach the store and the model otherwise.
+        """
         total: Counter[str] = Counter()
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, str):
+                text, counts = self.redact_text(value)
+                total.update(counts)
+                return text
+            return value
+
+        def clean_function(call: Any) -> Any:
+            if not isinstance(call, Mapping):
+                return call
+            return {k: clean(v) if k in ("name", "arguments") else v for k, v in call.items()}
+
         redacted: list[dict[str, Any]] = []
         for message in messages:
             copy = dict(message)
-            if isinstance(copy.get("content"), str):
-                copy["content"], counts = self.redact_text(copy["content"])
-                total.update(counts)
+            for key in ("content", "name"):
+                if key in copy:
+                    copy[key] = clean(copy[key])
+            if "function_call" in copy:
+                copy["function_call"] = clean_function(copy["function_call"])
+            if isinstance(copy.get("tool_calls"), list):
+                copy["tool_calls"] = [
+                    {**call, "function": clean_function(call.get("function"))}
+                    if isinstance(call, Mapping) and "function" in call
+                    else call
+                    for call in copy["tool_calls"]
+                ]
             redacted.append(copy)
         return redacted, dict(total)
 
