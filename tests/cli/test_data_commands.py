@@ -17,11 +17,20 @@ CLI = [sys.executable, "-m", "brandvoice"]
 
 @pytest.fixture
 def run(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
-    env = {**os.environ, "DATABASE_URL": database_url, "ARTIFACTS_DIR": str(tmp_path / "artifacts")}
+    base_env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+    }
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*CLI, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+            [*CLI, *args],
+            cwd=tmp_path,
+            env={**base_env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     return run
@@ -85,3 +94,30 @@ def test_hostile_lines_are_one_line_each_and_skippable(run, tmp_path):
     assert run("export", "--out", str(out)).returncode == 0
     exported = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert exported == [json.loads(GOOD_A), json.loads(GOOD_B)]
+
+
+def test_redact_allow_keeps_the_brands_addresses_and_stats_count_them(run, tmp_path):
+    path = tmp_path / "brand.jsonl"
+    row = {
+        "messages": [
+            {"role": "user", "content": "Where do I send my return? I'm ana@gmail.com"},
+            {
+                "role": "assistant",
+                "content": "Write to help@yourbrand.example or call 415-555-0100.",
+            },
+        ]
+    }
+    path.write_text(json.dumps(row) + "\n")
+    env = {"REDACT_ALLOW": "yourbrand.example, +1 (415) 555-0100"}
+    imported = run("import", str(path), env=env)
+    assert imported.returncode == 0, imported.stderr
+    assert "1 redaction(s), 2 kept by REDACT_ALLOW" in imported.stdout
+    out = tmp_path / "out.jsonl"
+    assert run("export", "--out", str(out)).returncode == 0
+    [exported] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert exported["messages"][0]["content"].endswith("I'm <EMAIL>")
+    assert exported["messages"][1]["content"] == row["messages"][1]["content"]
+    stats = run("dataset", "stats")
+    assert "allowed by REDACT_ALLOW" in stats.stdout
+    allowed_row = next(line for line in stats.stdout.splitlines() if "REDACT_ALLOW" in line)
+    assert allowed_row.split()[-2] == "2"

@@ -214,7 +214,6 @@ def pipeline_generate_step(
     def step(engine: Engine, progress: Any, per_example: int = per_example) -> Mapping[str, Any]:
         from brandvoice.inference.embeddings import embed_texts
         from brandvoice.inference.tokens import count_chat_tokens_batch
-        from brandvoice.store.redact import Redactor
 
         generator = generator_backend(settings)
         responder = promoted_responder(engine, settings)
@@ -232,7 +231,7 @@ def pipeline_generate_step(
             count_tokens=count_chat_tokens_batch,
             responder=responder,
             config=GenerateConfig(per_example=per_example, concurrency=settings.chat_concurrency),
-            redactor=Redactor(settings.redact_kinds),
+            redactor=settings.redactor,
             on_progress=on_progress,
         )
         return summary.as_dict()

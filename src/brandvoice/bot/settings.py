@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from brandvoice.store.redact import Redactor
 
 
 def _csv(value: str) -> list[str]:
@@ -64,7 +67,11 @@ class Settings(BaseSettings):
     )
     redact: str = Field(
         "all",
-        description="Redaction kinds, comma separated (EMAIL,PHONE,CARD_NUMBER,SLACK_TOKEN,API_KEY,AWS_ACCESS_KEY,AWS_SECRET_KEY,PRIVATE_KEY), 'all' or 'none'.",
+        description="Redaction kinds, comma separated (EMAIL,PHONE,CARD_NUMBER,SLACK_TOKEN,SLACK_WEBHOOK,GITHUB_TOKEN,STRIPE_KEY,GOOGLE_API_KEY,API_KEY,AWS_ACCESS_KEY,AWS_SECRET_KEY,PRIVATE_KEY), 'all' or 'none'.",
+    )
+    redact_allow: str = Field(
+        "",
+        description="Never redacted, comma separated: the team's own domains (subdomains too) and exact public values, e.g. yourbrand.example,+1 415 555 0100.",
     )
     synthetic_per_example: int = Field(
         3, description="At most this many synthetic examples per real one in a snapshot."
@@ -155,6 +162,13 @@ class Settings(BaseSettings):
         from brandvoice.store.redact import parse_kinds
 
         return parse_kinds(self.redact)
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """The one redactor every path that stores or records text uses (kinds and allow list)."""
+        from brandvoice.store.redact import AllowList, Redactor
+
+        return Redactor(self.redact_kinds, AllowList.parse(self.redact_allow))
 
 
 def env_example() -> str:

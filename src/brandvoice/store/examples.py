@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from brandvoice.store.audit import record_audit
 from brandvoice.store.jsonl import TokenCounter
 from brandvoice.store.models import Example, ExampleSource, ExampleStatus, Split, utcnow
-from brandvoice.store.redact import Redactor
+from brandvoice.store.redact import ALLOWED, RedactionCounts, Redactor
 
 DEFAULT_VAL_SHARE = 0.2
 _SPACE = re.compile(r"\s+")
@@ -70,6 +70,14 @@ class AddResult:
     inserted_ids: list[int] = field(default_factory=list)
     duplicates: int = 0
     redactions: dict[str, int] = field(default_factory=dict)
+    allowed: int = 0
+    """Matches kept because ``REDACT_ALLOW`` names them (the team's own contact points)."""
+
+
+def stored_redactions(counts: RedactionCounts) -> dict[str, int]:
+    """What an example records: redactions by kind, and how many matches the allow list kept."""
+    allowed = sum(counts.allowed.values())
+    return {**counts, ALLOWED: allowed} if allowed else dict(counts)
 
 
 def add_examples(
@@ -100,6 +108,7 @@ def add_examples(
         seen.add(digest)
         for kind, n in redactions.items():
             result.redactions[kind] = result.redactions.get(kind, 0) + n
+        result.allowed += sum(redactions.allowed.values())
         split = (
             parent_splits[item.parent_id]
             if item.parent_id is not None
@@ -115,7 +124,7 @@ def add_examples(
                 "content_hash": digest,
                 "token_count": tokens,
                 "split": split.value,
-                "redactions": redactions,
+                "redactions": stored_redactions(redactions),
                 "provenance": item.provenance,
                 "interaction_id": item.interaction_id,
                 "created_by": item.created_by,
@@ -131,7 +140,7 @@ def add_examples(
 
 def _token_counts(
     new: Sequence[NewExample],
-    redacted: list[tuple[list[dict[str, Any]], dict[str, int]]],
+    redacted: list[tuple[list[dict[str, Any]], RedactionCounts]],
     count_tokens: TokenCounter,
 ) -> list[int]:
     """Reuse known counts; count only what is unknown or was changed by redaction."""
@@ -210,7 +219,8 @@ def edit_example(
     ).first()
     if clash is not None:
         raise ValueError(f"example {clash} already has exactly this content")
-    example.messages, example.content_hash, example.redactions = redacted, digest, redactions
+    example.messages, example.content_hash = redacted, digest
+    example.redactions = stored_redactions(redactions)
     example.token_count = count_tokens([redacted])[0]
     example.updated_at = utcnow()
     session.add(example)
@@ -239,7 +249,8 @@ def list_examples(
 
 
 def example_counts(session: Session) -> dict[str, dict[str, int]]:
-    """Counts by status, by source and by split (approved examples only for the last two)."""
+    """Counts by status, source and split, and the matches ``REDACT_ALLOW`` kept (approved only
+    for all but status)."""
     counts: dict[str, dict[str, int]] = {"status": {}, "source": {}, "split": {}}
     for status, n in session.exec(select(Example.status, func.count()).group_by(Example.status)):
         counts["status"][str(status)] = n
@@ -247,4 +258,7 @@ def example_counts(session: Session) -> dict[str, dict[str, int]]:
     for column, key in ((Example.source, "source"), (Example.split, "split")):
         for value, n in session.exec(select(column, func.count()).where(approved).group_by(column)):
             counts[key][str(value)] = n
+    allowed = col(Example.redactions)[ALLOWED].as_integer()
+    kept = session.exec(select(func.coalesce(func.sum(allowed), 0)).where(approved)).one()
+    counts["redaction"] = {"allowed by REDACT_ALLOW": int(kept)}
     return counts

@@ -36,6 +36,7 @@ class ImportResult:
     inserted: int
     duplicates: int
     redactions: dict[str, int]
+    allowed: int = 0
 
 
 def import_jsonl(
@@ -68,7 +69,9 @@ def import_jsonl(
         for record in report.records
     ]
     added = add_examples(session, new, count_tokens, redactor, val_share)
-    return ImportResult(report, len(added.inserted_ids), added.duplicates, added.redactions)
+    return ImportResult(
+        report, len(added.inserted_ids), added.duplicates, added.redactions, added.allowed
+    )
 
 
 def iter_export(session: Session, split: Split | None = None) -> Iterator[list[dict[str, Any]]]:

@@ -8,89 +8,174 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-# Order matters: specific secrets before the generic shapes they could also match.
-PATTERNS: dict[str, str] = {
-    "PRIVATE_KEY": r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
-    "SLACK_TOKEN": r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
-    "API_KEY": r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}",
-    "AWS_ACCESS_KEY": r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-    "AWS_SECRET_KEY": r"(?i:(?<=aws_secret_access_key)\s*[=:]\s*)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
-    "EMAIL": r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b",
-    "CARD_NUMBER": r"\b(?:\d[ -]?){12,18}\d\b",
-    "PHONE": r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)|\d{2,4})[\s.-]\d{3,4}[\s.-]\d{3,4}\b",
-}
+from brandvoice.store.redact_rules import KINDS, RULES, SHAPE, ZERO_WIDTH
+
+ALLOWED = "allowed"
+"""Key of an example's ``redactions`` that counts matches kept because ``REDACT_ALLOW`` lists them."""
+
+_UNHIDE = str.maketrans(
+    {"＠": "@", "﹫": "@", "．": ".", "。": ".", **dict.fromkeys(ZERO_WIDTH, "")}
+)
+_SPELLED = re.compile(r"\s*[\[\(\{<]\s*(at|dot)\s*[\]\)\}>]\s*|\s+", re.IGNORECASE)
 
 
-_DIGIT_RUN = re.compile(r"\d[\d\s().+-]{5,}\d")
-_HINTS = {
-    "PRIVATE_KEY": lambda text, _: "PRIVATE KEY-----" in text,
-    "SLACK_TOKEN": lambda text, _: "xox" in text,
-    "API_KEY": lambda text, _: "sk-" in text,
-    "AWS_ACCESS_KEY": lambda text, _: "AKIA" in text or "ASIA" in text,
-    "AWS_SECRET_KEY": lambda text, _: "ws_secret_access_key" in text.lower(),
-    "EMAIL": lambda text, _: "@" in text,
-    "CARD_NUMBER": lambda _, digits: digits,
-    "PHONE": lambda _, digits: digits,
-}
-"""Cheap tests that a kind could occur at all, so most texts never run the full expressions."""
+class RedactionCounts(dict[str, int]):
+    """Redactions by kind; ``allowed`` counts the matches kept because the allow list names them.
+
+    A plain dict (not a Counter): one is made per text, and most texts have nothing to count.
+    """
+
+    __slots__ = ("allowed",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.allowed: dict[str, int] = {}
+
+    def add(self, other: RedactionCounts) -> None:
+        for mine, theirs in ((self, other), (self.allowed, other.allowed)):
+            for kind, n in theirs.items():
+                mine[kind] = mine.get(kind, 0) + n
+
+
+def canonical(kind: str, found: str) -> str:
+    """The value behind its disguise: ``bob [at] example [dot] com`` -> ``bob@example.com``."""
+    text = found.translate(_UNHIDE)
+    if kind == "EMAIL":
+        spelled = {"at": "@", "dot": "."}
+        text = _SPELLED.sub(lambda m: spelled.get((m.group(1) or "").lower(), ""), text)
+    if kind == "PHONE":
+        return re.sub(r"\D", "", text)
+    return text.strip().casefold()
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Public contact points never to redact: whole domains (and their subdomains) and exact values."""
+
+    domains: frozenset[str] = frozenset()
+    values: frozenset[str] = frozenset()
+    phones: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, spec: str | Iterable[str]) -> AllowList:
+        """From ``REDACT_ALLOW``: ``yourbrand.example, +1 415 555 0100, help@partner.example``."""
+        items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+        domains, values, phones = set(), set(), set()
+        for item in filter(None, items):
+            digits = re.sub(r"\D", "", item)
+            if len(digits) >= 7 and re.fullmatch(r"[\d\s().+-]+", item):
+                phones.add(digits)
+            elif "@" not in item and re.fullmatch(r"@?[\w-]+(?:\.[\w-]+)+", item):
+                domains.add(item.lstrip("@").casefold())
+            else:
+                values.add(canonical("EMAIL" if "@" in item else "", item))
+        return cls(frozenset(domains), frozenset(values), frozenset(phones))
+
+    def __bool__(self) -> bool:
+        return bool(self.domains or self.values or self.phones)
+
+    def allows(self, kind: str, found: str) -> bool:
+        value = canonical(kind, found)
+        if kind == "PHONE":
+            return any(
+                value == phone
+                or (
+                    min(len(value), len(phone)) >= 9
+                    and (value.endswith(phone) or phone.endswith(value))
+                )
+                for phone in self.phones
+            )
+        if value in self.values:
+            return True
+        if kind == "EMAIL":
+            domain = value.rpartition("@")[2]
+            return any(domain == d or domain.endswith("." + d) for d in self.domains)
+        return False
 
 
 @functools.lru_cache(maxsize=256)
-def _alternation(kinds: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?P<{kind}>{PATTERNS[kind]})" for kind in kinds))
+def _alternation(rule_indexes: tuple[int, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?P<r{i}>{RULES[i].pattern})" for i in rule_indexes))
 
 
 @dataclass(frozen=True)
 class Redactor:
-    """The enabled kinds as one alternation, so each text is scanned once; ``Redactor()`` enables all."""
+    """The enabled rules as one alternation, so each text is scanned once; ``Redactor()`` enables all.
 
-    kinds: tuple[str, ...] = tuple(PATTERNS)
+    ``allow`` lists the team's own public contact points (``REDACT_ALLOW``), kept everywhere.
+    """
+
+    kinds: tuple[str, ...] = KINDS
+    allow: AllowList = field(default_factory=AllowList)
 
     def __post_init__(self) -> None:
-        unknown = set(self.kinds) - set(PATTERNS)
+        unknown = set(self.kinds) - set(KINDS)
         if unknown:
             raise ValueError(
-                f"unknown redaction kinds {sorted(unknown)}; known: {', '.join(PATTERNS)}"
+                f"unknown redaction kinds {sorted(unknown)}; known: {', '.join(KINDS)}"
             )
 
-    def redact_text(self, text: str) -> tuple[str, Counter[str]]:
-        counts: Counter[str] = Counter()
-        digits = bool(_DIGIT_RUN.search(text))
-        candidates = tuple(k for k in PATTERNS if k in self.kinds and _HINTS[k](text, digits))
+    @functools.cached_property
+    def _triggers(self) -> tuple[re.Pattern[str], dict[str, tuple[int, ...]], tuple[int, ...]]:
+        """The enabled rules' keywords as one expression, the rules each keyword wakes up, and
+        the rules without keywords (woken by ``SHAPE``)."""
+        rules: dict[str, list[int]] = {}
+        for index, rule in enumerate(RULES):
+            if rule.kind in self.kinds:
+                for word in rule.keywords:
+                    rules.setdefault(word, []).append(index)
+        shaped = tuple(i for i, r in enumerate(RULES) if r.kind in self.kinds and not r.keywords)
+        words = "|".join(map(re.escape, sorted(rules, key=len, reverse=True)))
+        expression = re.compile(words or "(?!)")
+        return expression, {word: tuple(indexes) for word, indexes in rules.items()}, shaped
+
+    def _rules_for(self, text: str) -> tuple[int, ...]:
+        expression, rules, shaped = self._triggers
+        chosen = {i for word in set(expression.findall(text.lower())) for i in rules[word]}
+        if shaped and SHAPE.search(text):
+            chosen.update(shaped)
+        return tuple(sorted(chosen))
+
+    def redact_text(self, text: str) -> tuple[str, RedactionCounts]:
+        counts = RedactionCounts()
+        candidates = self._rules_for(text)
         if not candidates:
             return text, counts
 
         def replace(match: re.Match[str]) -> str:
-            kind = match.lastgroup or ""
+            rule = RULES[int((match.lastgroup or "r0")[1:])]
             found = match.group(0)
-            if kind == "CARD_NUMBER" and not _is_card_number(found):
+            if rule.check is not None and not rule.check(found, text, match.start()):
                 return found
-            counts[kind] += 1
-            if kind == "AWS_SECRET_KEY":  # keep the "aws_secret_access_key = " part
-                return found[: len(found) - 40] + f"<{kind}>"
-            return f"<{kind}>"
+            if self.allow and self.allow.allows(rule.kind, found):
+                counts.allowed[rule.kind] = counts.allowed.get(rule.kind, 0) + 1
+                return found
+            counts[rule.kind] = counts.get(rule.kind, 0) + 1
+            if rule.keep_prefix:
+                return found[: len(found) - 40] + f"<{rule.kind}>"
+            return f"<{rule.kind}>"
 
         return _alternation(candidates).sub(replace, text), counts
 
     def redact_messages(
         self, messages: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    ) -> tuple[list[dict[str, Any]], RedactionCounts]:
         """Messages with every string that is stored redacted, and the counts by kind.
 
         That is the content, the speaker's ``name`` and function and tool-call names and arguments:
         a secret in any of them would reach the store and the model otherwise.
         """
-        total: Counter[str] = Counter()
+        total = RedactionCounts()
 
         def clean(value: Any) -> Any:
             if isinstance(value, str):
                 text, counts = self.redact_text(value)
-                total.update(counts)
+                if counts or counts.allowed:
+                    total.add(counts)
                 return text
             return value
 
@@ -115,22 +200,7 @@ class Redactor:
                     for call in copy["tool_calls"]
                 ]
             redacted.append(copy)
-        return redacted, dict(total)
-
-
-def _is_card_number(candidate: str) -> bool:
-    digits = re.sub(r"\D", "", candidate)
-    return 13 <= len(digits) <= 19 and _luhn_ok(digits)
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
+        return redacted, total
 
 
 def parse_kinds(spec: str | Iterable[str]) -> tuple[str, ...]:
@@ -138,7 +208,7 @@ def parse_kinds(spec: str | Iterable[str]) -> tuple[str, ...]:
     items = [s.strip().upper() for s in (spec.split(",") if isinstance(spec, str) else spec)]
     items = [s for s in items if s]
     if not items or items == ["ALL"]:
-        return tuple(PATTERNS)
+        return KINDS
     if items == ["NONE"]:
         return ()
     return tuple(items)

@@ -23,7 +23,6 @@ from brandvoice.inference.chat import ChatBackend, ChatResult, Sampling
 from brandvoice.store.db import session_scope
 from brandvoice.store.feedback import record_interaction
 from brandvoice.store.models import ModelVersion, VersionStatus
-from brandvoice.store.redact import Redactor
 from brandvoice.trainer.registry import RegistryError, get_version, promoted_version
 
 router = APIRouter(tags=["chat"])
@@ -140,7 +139,7 @@ async def chat_completions(
     started = time.perf_counter()
     result = await asyncio.to_thread(backend.complete, messages, sampling)
     latency_ms = int((time.perf_counter() - started) * 1000)
-    redactor = Redactor(settings.redact_kinds)
+    redactor = settings.redactor
     prompt, _ = redactor.redact_messages(messages)
     reply, _ = redactor.redact_text(result.text)
 

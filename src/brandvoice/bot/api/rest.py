@@ -24,7 +24,6 @@ from brandvoice.store.models import (
     Split,
     TrainingRun,
 )
-from brandvoice.store.redact import Redactor
 from brandvoice.store.runs import enqueue_run, latest_runs, request_cancel
 from brandvoice.trainer.registry import (
     RegistryError,
@@ -96,7 +95,7 @@ def patch_example(
             body.messages,
             actor,
             count_chat_tokens_batch,
-            Redactor(settings.redact_kinds),
+            settings.redactor,
         )
     except LookupError as exc:
         raise _not_found(exc) from exc

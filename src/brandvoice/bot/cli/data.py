@@ -23,7 +23,6 @@ from brandvoice.store.examples import example_counts, list_examples, set_example
 from brandvoice.store.importer import ImportRefused, ImportResult, import_jsonl, iter_export
 from brandvoice.store.jsonl import ValidationReport, dump_example
 from brandvoice.store.models import ExampleSource, ExampleStatus, Split
-from brandvoice.store.redact import Redactor
 from brandvoice.store.snapshots import SnapshotOptions, snapshot_dataset
 
 dataset_app = typer.Typer(help="Dataset statistics and snapshots.", no_args_is_help=True)
@@ -50,7 +49,7 @@ def import_file(path: Path, skip_invalid: bool, actor: str = "cli") -> ImportRes
             actor=actor,
             skip_invalid=skip_invalid,
             max_tokens=config.max_example_tokens,
-            redactor=Redactor(config.redact_kinds),
+            redactor=config.redactor,
             val_share=config.val_share,
         )
 
@@ -70,9 +69,10 @@ def import_command(
         raise CliError(str(refused)) from None
     print_report(result.report)
     redacted = sum(result.redactions.values())
+    allowed = f", {result.allowed} kept by REDACT_ALLOW" if result.allowed else ""
     console.print(
         f"imported {result.inserted} example(s) from {file}, skipped {result.duplicates} "
-        f"duplicate(s), {len(result.report.problems)} invalid, {redacted} redaction(s)"
+        f"duplicate(s), {len(result.report.problems)} invalid, {redacted} redaction(s){allowed}"
     )
     if result.report.problems:
         raise typer.Exit(BAD_INPUT_EXIT)
@@ -103,7 +103,7 @@ def export_command(
 @dataset_app.command("stats")
 @friendly_errors
 def stats_command() -> None:
-    """Counts of examples by status, source and split."""
+    """Counts of examples by status, source and split, and matches kept by REDACT_ALLOW."""
     with session_scope(engine()) as session:
         counts = example_counts(session)
     table = Table(title="Examples")

@@ -36,7 +36,6 @@ def generate_command(
 ) -> None:
     """Expand approved examples into filtered synthetic variations."""
     from brandvoice.inference.embeddings import embed_texts
-    from brandvoice.store.redact import Redactor
 
     config = settings()
     run_generate(
@@ -47,7 +46,7 @@ def generate_command(
         strategy,
         dry_run,
         responder=promoted_responder(engine(), config),
-        redactor=Redactor(config.redact_kinds),
+        redactor=config.redactor,
         concurrency=config.chat_concurrency,
         max_parents=max_parents,
         console=console,

@@ -19,7 +19,6 @@ from brandvoice.bot.slack.client import make_client
 from brandvoice.bot.slack.deps import ChatProvider, SlackDeps
 from brandvoice.bot.slack.listeners import register_listeners
 from brandvoice.bot.slack.provider import promoted_model_provider, settings_backend_loader
-from brandvoice.store.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def build_deps(
         client=client,
         chat_provider=chat_provider,
         auth=auth,
-        redactor=Redactor(settings.redact_kinds),
+        redactor=settings.redactor,
     )
 
 
