@@ -150,6 +150,9 @@ class Settings(BaseSettings):
 
     # Web
     api_token: str | None = Field(None, description="Bearer token for the REST and chat APIs.")
+    max_request_bytes: int = Field(
+        1_048_576, description="Largest request body the web app reads; larger ones get 413."
+    )
     host: str = Field("127.0.0.1", description="Address the web app listens on.")
     port: int = Field(8000, description="Port the web app listens on.")
 

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 import brandvoice
 from brandvoice.bot.api import chat_completions, health, rest
 from brandvoice.bot.api.chat_completions import BackendLoader
+from brandvoice.bot.api.guards import RequestGuards
 from brandvoice.bot.settings import Settings
 from brandvoice.store.db import make_engine, upgrade
 
@@ -60,6 +61,7 @@ def create_app(
     app.state.engine = engine
     app.state.backend_loader = backend_loader
     app.state.chat_backends = {}
+    app.add_middleware(RequestGuards, settings=settings)
     app.include_router(health.router)
     app.include_router(rest.router)
     app.include_router(chat_completions.router)

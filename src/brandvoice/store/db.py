@@ -19,6 +19,8 @@ from sqlmodel import Session
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MAX_ROW_ID = 2**31 - 1
+"""Ids are INTEGER columns: PostgreSQL's range ends here, so no larger id can exist anywhere."""
 
 
 def make_engine(url: str) -> Engine:

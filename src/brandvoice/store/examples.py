@@ -21,7 +21,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from brandvoice.store.audit import record_audit
-from brandvoice.store.jsonl import TokenCounter
+from brandvoice.store.db import MAX_ROW_ID
+from brandvoice.store.jsonl import DEFAULT_MAX_TOKENS, TokenCounter, check_messages
 from brandvoice.store.models import Example, ExampleSource, ExampleStatus, Split, utcnow
 from brandvoice.store.redact import ALLOWED, RedactionCounts, Redactor
 
@@ -181,9 +182,7 @@ def set_example_status(
     session: Session, example_id: int, status: ExampleStatus, actor: str, note: str | None = None
 ) -> Example:
     """Approve, reject or retire one example, recording who did it."""
-    example = session.get(Example, example_id)
-    if example is None:
-        raise LookupError(f"example {example_id} does not exist")
+    example = _get_example(session, example_id)
     previous = example.status
     example.status = status
     if status == ExampleStatus.APPROVED and actor not in example.approvers:
@@ -207,11 +206,15 @@ def edit_example(
     actor: str,
     count_tokens: TokenCounter,
     redactor: Redactor | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> Example:
-    """Replace an example's messages (redacted, re-hashed, re-counted); its split stays put."""
-    example = session.get(Example, example_id)
-    if example is None:
-        raise LookupError(f"example {example_id} does not exist")
+    """Replace an example's messages (redacted, re-hashed, re-counted); its split stays put.
+
+    The new messages pass the checks an imported line passes (InvalidExample otherwise), so an
+    edit cannot store what an import would refuse.
+    """
+    example = _get_example(session, example_id)
+    check_messages(messages, count_tokens, max_tokens)
     redacted, redactions = (redactor or Redactor()).redact_messages(messages)
     digest = content_hash(redacted)
     clash = session.exec(
@@ -228,6 +231,14 @@ def edit_example(
     return example
 
 
+def _get_example(session: Session, example_id: int) -> Example:
+    """The example, or LookupError; ids outside the column's range are simply absent."""
+    example = session.get(Example, example_id) if 1 <= example_id <= MAX_ROW_ID else None
+    if example is None:
+        raise LookupError(f"example {example_id} does not exist")
+    return example
+
+
 def list_examples(
     session: Session,
     status: ExampleStatus | None = None,
@@ -236,6 +247,8 @@ def list_examples(
     limit: int | None = 100,
     offset: int = 0,
 ) -> list[Example]:
+    if (limit is not None and limit < 0) or offset < 0:
+        raise ValueError(f"limit and offset must not be negative (got {limit}, {offset})")
     query = select(Example).order_by(col(Example.id))
     if status is not None:
         query = query.where(Example.status == status)

@@ -26,6 +26,10 @@ TokenCounter = Callable[[Sequence[Sequence[Mapping[str, Any]]]], list[int]]
 """Counts the tokens of many examples at once (see ``brandvoice.inference.tokens``)."""
 
 
+class InvalidExample(ValueError):
+    """Messages that an import would refuse (format, types, token limit)."""
+
+
 @dataclass(frozen=True)
 class Problem:
     path: str
@@ -199,6 +203,18 @@ def check_example(obj: Any) -> tuple[str, str] | None:
     if not has_assistant:
         return "no_assistant", "no assistant message to learn from"
     return None
+
+
+def check_messages(messages: Any, count_tokens: TokenCounter, max_tokens: int) -> int:
+    """The token count of messages that pass every check an imported line passes; else raises
+    InvalidExample with the reason, so edits and imports can never disagree."""
+    problem = check_example({"messages": messages})
+    if problem:
+        raise InvalidExample(problem[1])
+    tokens = count_tokens([messages])[0]
+    if tokens > max_tokens:
+        raise InvalidExample(f"{tokens} tokens is over the limit of {max_tokens}")
+    return tokens
 
 
 def validate_lines(

@@ -6,13 +6,13 @@ import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from brandvoice.bot.settings import Settings
-from brandvoice.store.db import session_scope
+from brandvoice.store.db import MAX_ROW_ID, session_scope
 
 bearer = HTTPBearer(auto_error=False)
 
@@ -31,24 +31,40 @@ def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Sess
         yield session
 
 
+def bearer_problem(settings: Settings, authorization: str | None) -> str | None:
+    """Why an ``Authorization`` header does not open the API, or None when it does."""
+    if not settings.api_token:
+        return "the API is disabled: set API_TOKEN to enable it"
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), settings.api_token.encode()
+    ):
+        return "missing or wrong bearer token"
+    return None
+
+
 def require_token(
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
-    """The caller's identity for the audit log; 401 without the configured bearer token."""
-    if not settings.api_token:
+    """The caller's identity for the audit log; 401 without the configured bearer token.
+
+    ``RequestGuards`` already refused such requests before their body was read; this keeps each
+    route safe on its own and documents the scheme in the OpenAPI schema.
+    """
+    header = f"Bearer {credentials.credentials}" if credentials is not None else None
+    problem = bearer_problem(settings, header)
+    if problem is not None:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "the API is disabled: set API_TOKEN to enable it"
-        )
-    if credentials is None or not hmac.compare_digest(
-        credentials.credentials.encode(), settings.api_token.encode()
-    ):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or wrong bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
+            status.HTTP_401_UNAUTHORIZED, problem, headers={"WWW-Authenticate": "Bearer"}
         )
     return "api"
+
+
+RowId = Annotated[
+    int, Path(ge=1, le=MAX_ROW_ID, description="A row id; ids outside 1..2^31-1 cannot exist.")
+]
+Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="Rows to skip.")]
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

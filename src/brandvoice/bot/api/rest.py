@@ -7,14 +7,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from brandvoice.bot.api.deps import Actor, SessionDep, get_settings, require_token
+from brandvoice.bot.api.deps import Actor, Offset, RowId, SessionDep, get_settings, require_token
 from brandvoice.bot.settings import Settings
 from brandvoice.inference.tokens import count_chat_tokens_batch
 from brandvoice.store.examples import edit_example, list_examples, set_example_status
-from brandvoice.store.jsonl import check_example
+from brandvoice.store.jsonl import InvalidExample
 from brandvoice.store.models import (
     DatasetSnapshot,
     Example,
@@ -38,6 +38,8 @@ router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
 
 
 class ExampleEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     messages: list[dict[str, Any]] = Field(description="The new messages, OpenAI chat format.")
 
 
@@ -60,15 +62,15 @@ def get_examples(
     status_: Annotated[ExampleStatus | None, Query(alias="status")] = None,
     source: ExampleSource | None = None,
     split: Split | None = None,
-    limit: int = 100,
-    offset: int = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Offset = 0,
 ) -> list[Example]:
-    return list_examples(session, status_, source, split, min(limit, 1000), offset)
+    return list_examples(session, status_, source, split, limit, offset)
 
 
 @router.post("/examples/{example_id}/{decision}", response_model=Example, tags=["examples"])
 def decide_example(
-    example_id: int, decision: Literal["approve", "reject"], session: SessionDep, actor: Actor
+    example_id: RowId, decision: Literal["approve", "reject"], session: SessionDep, actor: Actor
 ) -> Example:
     new_status = ExampleStatus.APPROVED if decision == "approve" else ExampleStatus.REJECTED
     try:
@@ -79,15 +81,12 @@ def decide_example(
 
 @router.patch("/examples/{example_id}", response_model=Example, tags=["examples"])
 def patch_example(
-    example_id: int,
+    example_id: RowId,
     body: ExampleEdit,
     session: SessionDep,
     actor: Actor,
     settings: Settings = Depends(get_settings),
 ) -> Example:
-    problem = check_example({"messages": body.messages})
-    if problem:
-        raise HTTPException(422, problem[1])
     try:
         return edit_example(
             session,
@@ -96,9 +95,12 @@ def patch_example(
             actor,
             count_chat_tokens_batch,
             settings.redactor,
+            settings.max_example_tokens,
         )
     except LookupError as exc:
         raise _not_found(exc) from exc
+    except InvalidExample as exc:
+        raise HTTPException(422, str(exc)) from exc
     except ValueError as exc:
         raise _conflict(exc) from exc
 
@@ -110,7 +112,7 @@ def get_snapshots(session: SessionDep) -> list[DatasetSnapshot]:
 
 @router.get("/snapshots/{snapshot_id}/{split}.jsonl", tags=["snapshots"])
 def download_snapshot(
-    snapshot_id: int, split: Literal["train", "val"], session: SessionDep
+    snapshot_id: RowId, split: Literal["train", "val"], session: SessionDep
 ) -> FileResponse:
     snapshot = session.get(DatasetSnapshot, snapshot_id)
     if snapshot is None:
@@ -122,8 +124,10 @@ def download_snapshot(
 
 
 @router.get("/runs", response_model=list[TrainingRun], tags=["runs"])
-def get_runs(session: SessionDep, limit: int = 20) -> list[TrainingRun]:
-    return latest_runs(session, min(limit, 200))
+def get_runs(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> list[TrainingRun]:
+    return latest_runs(session, limit)
 
 
 @router.post(
@@ -140,7 +144,7 @@ def post_run(
 
 
 @router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"])
-def get_run(run_id: int, session: SessionDep) -> TrainingRun:
+def get_run(run_id: RowId, session: SessionDep) -> TrainingRun:
     run = session.get(TrainingRun, run_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} does not exist")
@@ -148,7 +152,7 @@ def get_run(run_id: int, session: SessionDep) -> TrainingRun:
 
 
 @router.post("/runs/{run_id}/cancel", response_model=TrainingRun, tags=["runs"])
-def cancel_run(run_id: int, session: SessionDep, actor: Actor) -> TrainingRun:
+def cancel_run(run_id: RowId, session: SessionDep, actor: Actor) -> TrainingRun:
     try:
         return request_cancel(session, run_id, actor)
     except LookupError as exc:
