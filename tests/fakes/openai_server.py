@@ -2,7 +2,9 @@
 
 It records every request and answers from a per-route queue of scripted replies (status, JSON body,
 headers, delay) before falling back to the route's default handler. Only ``POST /v1/chat/completions``
-has a default handler; other routes are added with :meth:`FakeOpenAIServer.add_route`, whose path
+has a default handler, and a request with ``"stream": true`` gets its ``chat.completion`` as
+server-sent ``chat.completion.chunk`` events the way OpenAI streams them (usage in a last chunk
+when ``stream_options.include_usage`` asks for it, then ``[DONE]``); other routes are added with :meth:`FakeOpenAIServer.add_route`, whose path
 templates take ``{name}`` parameters. :class:`FakeFineTuning` adds OpenAI's files and fine-tuning
 routes (jobs, events, cancel) with jobs that move along a scripted :class:`JobPlan`.
 """
@@ -95,6 +97,29 @@ def chat_completion(
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def completion_as_events(completion: Mapping[str, Any], include_usage: bool) -> bytes:
+    """A ``chat.completion`` streamed: a role chunk, one chunk per word, the finish, usage, DONE."""
+    choice = completion["choices"][0]
+    base = {key: completion[key] for key in ("id", "created", "model") if key in completion}
+
+    def event(choices: list[dict[str, Any]], usage: Any = None) -> str:
+        chunk = {**base, "object": "chat.completion.chunk", "choices": choices, "usage": usage}
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    def delta(content: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": content, "logprobs": None, "finish_reason": finish}]
+
+    text = choice["message"].get("content") or ""
+    words = text.split(" ")
+    events = [event(delta({"role": "assistant", "content": ""}))]
+    events += [event(delta({"content": w if i == 0 else " " + w})) for i, w in enumerate(words)]
+    events.append(event(delta({}, choice.get("finish_reason") or "stop")))
+    if include_usage and completion.get("usage"):
+        events.append(event([], completion["usage"]))
+    events.append("data: [DONE]\n\n")
+    return "".join(events).encode()
 
 
 def echo_chat_completion(request: RecordedRequest) -> FakeResponse:
@@ -204,6 +229,13 @@ class FakeOpenAIServer:
         return scripted or match[2](request)
 
 
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
 def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -219,10 +251,23 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             payload = (
                 reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
             )
+            content_type = "application/json"
+            asked = _json_or_none(raw) if "json" in headers.get("content-type", "") else None
+            streamed = (
+                isinstance(asked, dict)
+                and asked.get("stream") is True
+                and reply.status == 200
+                and isinstance(reply.body, dict)
+                and reply.body.get("object") == "chat.completion"
+            )
+            if streamed:
+                include_usage = bool((asked.get("stream_options") or {}).get("include_usage"))
+                payload = completion_as_events(reply.body, include_usage)
+                content_type = "text/event-stream"
             try:
                 self.send_response(reply.status)
                 if not any(name.lower() == "content-type" for name in reply.headers):
-                    self.send_header("content-type", "application/json")
+                    self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(payload)))
                 self.send_header("x-request-id", f"req_{len(server.requests)}")
                 for name, value in reply.headers.items():

@@ -6,6 +6,13 @@ and answers the methods brandvoice uses the way Slack does: ``{"ok": true, ...}`
 ``invalid_blocks``, ``already_reacted``), and ``429`` with ``Retry-After`` when scripted. Messages
 posted through it are kept so ``conversations.replies`` can return a thread. ``POST /response/...``
 stands in for the ``response_url`` of commands and interactions.
+
+The AI-app methods answer as Slack documents them: ``chat.startStream`` (a thread reply; channels
+need ``recipient_user_id`` and ``recipient_team_id``), ``chat.appendStream`` and
+``chat.stopStream`` (``message_not_in_streaming_state`` once stopped, ``invalid_chunks`` for a
+chunk that is not a non-empty ``markdown_text`` of at most 12,000 characters), and
+``assistant.threads.setStatus``/``setSuggestedPrompts``/``setTitle``. Blocks are checked against
+Block Kit's rules for ``context_actions`` (``feedback_buttons`` and ``icon_button`` only, at most 5).
 """
 
 from __future__ import annotations
@@ -22,9 +29,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-JSON_FIELDS = ("blocks", "attachments", "metadata", "view")
+JSON_FIELDS = (
+    "blocks",
+    "attachments",
+    "metadata",
+    "view",
+    "chunks",
+    "prompts",
+    "loading_messages",
+)
 SECTION_TEXT_LIMIT = 3000
 TEXT_LIMIT = 40_000
+MARKDOWN_LIMIT = 12_000
+CHUNK_TYPES = {"markdown_text", "task_update", "plan_update", "blocks"}
+ICONS = {"trash"}
+"""Icons an ``icon_button`` may show: Slack documents ``trash`` as the only one available."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,10 @@ class FakeSlackAPI:
         self._scripted: dict[str, deque[Scripted]] = defaultdict(deque)
         self._reactions: set[tuple[str, str, str]] = set()
         self._ts = itertools.count(1)
+        self.streams: dict[str, dict[str, Any]] = {}
+        """Streamed messages by ts: ``channel``, ``thread_ts``, ``text`` so far, ``state``."""
+        self.statuses: list[dict[str, Any]] = []
+        self.titles: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(
@@ -113,6 +136,14 @@ class FakeSlackAPI:
             f"calls so far: {[c.method for c in self.calls]}"
         )
 
+    def first_streamed_text(self) -> SlackCall | None:
+        """The first call that put reply text on screen: a stream start or append with text."""
+        for call in list(self.calls):
+            if call.method in ("chat.startStream", "chat.appendStream") and call.answer.get("ok"):
+                if _chunk_text(call.body):
+                    return call
+        return None
+
     def add_thread_message(self, channel: str, thread_ts: str, **message: Any) -> None:
         self.threads[(channel, thread_ts)].append({"type": "message", **message})
 
@@ -157,7 +188,112 @@ class FakeSlackAPI:
             )
             if len(text) > SECTION_TEXT_LIMIT:
                 return "invalid_blocks"
+            if block.get("type") == "context_actions" and not _valid_context_actions(block):
+                return "invalid_blocks"
         return None
+
+    def _chat_startStream(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel = str(body.get("channel") or "")
+        if channel in self.not_in_channels:
+            return {"ok": False, "error": "not_in_channel"}
+        if not body.get("thread_ts"):
+            return {"ok": False, "error": "invalid_arguments"}
+        in_channel = channel[:1] in ("C", "G")
+        if in_channel and not (body.get("recipient_user_id") and body.get("recipient_team_id")):
+            return {"ok": False, "error": "invalid_arguments"}
+        error = _chunks_error(body)
+        if error:
+            return {"ok": False, "error": error}
+        ts = self._next_ts()
+        text = _chunk_text(body)
+        self.streams[ts] = {
+            "channel": channel,
+            "thread_ts": body["thread_ts"],
+            "text": text,
+            "state": "streaming",
+        }
+        message = {
+            "type": "message",
+            "bot_id": self.bot_id,
+            "user": self.bot_user_id,
+            "text": text,
+            "ts": ts,
+            "thread_ts": body["thread_ts"],
+        }
+        self.threads[(channel, body["thread_ts"])].append(message)
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _stream_for(self, body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        stream = self.streams.get(str(body.get("ts") or ""))
+        if stream is None or stream["channel"] != body.get("channel"):
+            return None, "message_not_found"
+        if stream["state"] != "streaming":
+            return None, "message_not_in_streaming_state"
+        return stream, None
+
+    def _set_stream_text(self, ts: str, stream: dict[str, Any]) -> None:
+        for message in self.threads[(stream["channel"], stream["thread_ts"])]:
+            if message.get("ts") == ts:
+                message["text"] = stream["text"]
+
+    def _chat_appendStream(self, body: dict[str, Any]) -> dict[str, Any]:
+        stream, error = self._stream_for(body)
+        if stream is None:
+            return {"ok": False, "error": error}
+        if not body.get("markdown_text") and not body.get("chunks"):
+            return {"ok": False, "error": "invalid_arguments"}
+        error = _chunks_error(body)
+        if error:
+            return {"ok": False, "error": error}
+        stream["text"] += _chunk_text(body)
+        self._set_stream_text(body["ts"], stream)
+        return {"ok": True, "channel": body["channel"], "ts": body["ts"]}
+
+    def _chat_stopStream(self, body: dict[str, Any]) -> dict[str, Any]:
+        stream, error = self._stream_for(body)
+        if stream is None:
+            return {"ok": False, "error": error}
+        error = _chunks_error(body) or self._message_error({"blocks": body.get("blocks")})
+        if error:
+            return {"ok": False, "error": error}
+        stream["text"] += _chunk_text(body)
+        stream.update(state="completed", blocks=body.get("blocks"), metadata=body.get("metadata"))
+        self._set_stream_text(body["ts"], stream)
+        message = {"type": "message", "text": stream["text"], "ts": body["ts"]}
+        return {"ok": True, "channel": body["channel"], "ts": body["ts"], "message": message}
+
+    def _assistant_thread_error(self, body: dict[str, Any]) -> str | None:
+        if not body.get("channel_id"):
+            return "channel_not_found"
+        if not body.get("thread_ts"):
+            return "invalid_thread_ts"
+        return None
+
+    def _assistant_threads_setStatus(self, body: dict[str, Any]) -> dict[str, Any]:
+        error = self._assistant_thread_error(body)
+        if error or "status" not in body:
+            return {"ok": False, "error": error or "invalid_arguments"}
+        if len(body.get("loading_messages") or []) > 10:
+            return {"ok": False, "error": "invalid_arguments"}
+        self.statuses.append(body)
+        return {"ok": True}
+
+    def _assistant_threads_setTitle(self, body: dict[str, Any]) -> dict[str, Any]:
+        error = self._assistant_thread_error(body)
+        if error or not body.get("title"):
+            return {"ok": False, "error": error or "invalid_arguments"}
+        self.titles[(body["channel_id"], body["thread_ts"])] = body["title"]
+        return {"ok": True}
+
+    def _assistant_threads_setSuggestedPrompts(self, body: dict[str, Any]) -> dict[str, Any]:
+        prompts = body.get("prompts")
+        if not body.get("channel_id") or not isinstance(prompts, list):
+            return {"ok": False, "error": "invalid_arguments"}
+        if not 1 <= len(prompts) <= 4 or not all(
+            isinstance(p, dict) and p.get("title") and p.get("message") for p in prompts
+        ):
+            return {"ok": False, "error": "invalid_arguments"}
+        return {"ok": True}
 
     def _chat_postMessage(self, body: dict[str, Any]) -> dict[str, Any]:
         error = self._message_error(body)
@@ -273,6 +409,62 @@ class FakeSlackAPI:
             do_POST = _handle
 
         return Handler
+
+
+def _chunk_text(body: dict[str, Any]) -> str:
+    text = str(body.get("markdown_text") or "")
+    for chunk in body.get("chunks") or []:
+        if isinstance(chunk, dict) and chunk.get("type") == "markdown_text":
+            text += str(chunk.get("text") or "")
+    return text
+
+
+def _chunks_error(body: dict[str, Any]) -> str | None:
+    """``invalid_chunks`` for anything Slack would refuse in ``chunks``; None when they are fine."""
+    if len(str(body.get("markdown_text") or "")) > MARKDOWN_LIMIT:
+        return "msg_too_long"
+    chunks = body.get("chunks")
+    if chunks is None:
+        return None
+    if not isinstance(chunks, list):
+        return "invalid_chunks"
+    for chunk in chunks:
+        if not isinstance(chunk, dict) or chunk.get("type") not in CHUNK_TYPES:
+            return "invalid_chunks"
+        if chunk["type"] == "markdown_text":
+            text = chunk.get("text")
+            if not isinstance(text, str) or not text or len(text) > MARKDOWN_LIMIT:
+                return "invalid_chunks"
+    return None
+
+
+def _plain_text(value: Any, limit: int | None = None) -> bool:
+    if not isinstance(value, dict) or value.get("type") != "plain_text":
+        return False
+    text = value.get("text")
+    return isinstance(text, str) and bool(text) and (limit is None or len(text) <= limit)
+
+
+def _valid_context_actions(block: dict[str, Any]) -> bool:
+    """Block Kit's rules for ``context_actions``: feedback buttons and icon buttons, 1 to 5."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 5:
+        return False
+    for element in elements:
+        kind = element.get("type") if isinstance(element, dict) else None
+        if kind == "feedback_buttons":
+            for side in ("positive_button", "negative_button"):
+                button = element.get(side)
+                if not isinstance(button, dict) or not _plain_text(button.get("text"), 75):
+                    return False
+                if not isinstance(button.get("value"), str) or not button["value"]:
+                    return False
+        elif kind == "icon_button":
+            if element.get("icon") not in ICONS or not _plain_text(element.get("text")):
+                return False
+        else:
+            return False
+    return True
 
 
 @contextmanager

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
 
 from brandvoice.inference import ChatBackend, ChatBackendError, LocalChat, Sampling
 from brandvoice.inference.base_model import load_base_model
+from brandvoice.inference.chat import ChatDelta
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +133,51 @@ def test_concurrent_callers_get_their_own_adapter(chat, base_replies, random_ada
 def test_missing_adapter_is_a_clear_error(chat, tmp_path):
     with pytest.raises(ChatBackendError, match=r"no adapter_config\.json"):
         LocalChat(adapter=tmp_path)
+
+
+def test_stream_arrives_in_pieces_that_add_up_to_the_plain_reply(chat, base_replies):
+    async def pieces() -> list[ChatDelta]:
+        return [delta async for delta in chat.stream(CONVERSATIONS[1], GREEDY)]
+
+    deltas = asyncio.run(pieces())
+
+    assert len([d for d in deltas if d.text]) > 1
+    assert "".join(d.text for d in deltas).strip() == base_replies[1]
+    assert deltas[-1].finish_reason == "stop"
+    assert deltas[-1].usage == chat.complete(CONVERSATIONS[1], GREEDY).usage
+
+
+def test_streams_for_other_adapters_wait_for_the_model_and_keep_their_adapter(
+    chat, base_replies, random_adapter
+):
+    tuned = LocalChat(adapter=random_adapter)
+    expected_tuned = tuned.complete(CONVERSATIONS[0], GREEDY).text
+
+    async def both() -> list[str]:
+        async def text(backend: LocalChat) -> str:
+            return "".join([d.text async for d in backend.stream(CONVERSATIONS[0], GREEDY)])
+
+        return await asyncio.gather(text(chat), text(tuned), text(chat), text(tuned))
+
+    replies = [reply.strip() for reply in asyncio.run(both())]
+
+    assert replies == [base_replies[0], expected_tuned] * 2
+
+
+def test_a_reader_that_leaves_frees_the_model(chat):
+    counting = [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]
+
+    async def read_three_pieces() -> None:
+        async with aclosing(chat.stream(counting, Sampling(temperature=0, max_tokens=300))) as s:
+            pieces = 0
+            async for _ in s:
+                pieces += 1
+                if pieces == 3:
+                    break
+
+    asyncio.run(read_three_pieces())
+    left = time.monotonic()
+    assert chat.host.lock.acquire(timeout=20)
+    chat.host.lock.release()
+    # 300 tokens take far longer than this on any CPU; generation stopped when the reader left.
+    assert time.monotonic() - left < 10

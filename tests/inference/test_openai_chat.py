@@ -45,6 +45,8 @@ def test_complete_sends_the_openai_request_and_reads_the_reply(openai_server):
         "temperature": 0.2,
         "top_p": 1.0,
         "max_tokens": 50,
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
     assert result.text == "echo: Where is my order?"
     assert result.model == "brand-voice-1"

@@ -4,21 +4,34 @@ Every ``LocalChat`` on the same cached base shares one :class:`AdapterHost`: the
 peft once, each adapter directory is loaded once under its own name, and a call only switches the
 active adapter. Between calls the adapter layers are disabled, so the cached base still answers as
 the plain base model to anyone using it directly.
+
+A reply streams: ``generate`` runs on a worker thread holding the host's lock (with the adapter set
+inside it, so requests for other adapters wait instead of switching it mid-reply) and feeds a
+``TextIteratorStreamer`` that the caller reads as text arrives.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from brandvoice.inference.base_model import DEFAULT_BASE_MODEL, LoadedBase, load_base_model
-from brandvoice.inference.chat import ChatResult, Messages, Sampling, Usage
+from brandvoice.inference.chat import (
+    ChatDelta,
+    ChatResult,
+    Messages,
+    Sampling,
+    Usage,
+    collect_deltas,
+    stream_from_thread,
+)
 from brandvoice.inference.errors import ChatBackendError
 
 
@@ -133,8 +146,65 @@ class LocalChat:
             self.host._load(path)
         self.adapter = path
 
+    def stream(
+        self, messages: Messages, sampling: Sampling | None = None
+    ) -> AsyncIterator[ChatDelta]:
+        chosen = sampling or Sampling()
+        return stream_from_thread(lambda stop: self._deltas(messages, chosen, stop))
+
     def complete(self, messages: Messages, sampling: Sampling | None = None) -> ChatResult:
-        return self.complete_batch([messages], sampling)[0]
+        deltas = self._deltas(messages, sampling or Sampling(), threading.Event())
+        return collect_deltas(deltas, self.model_name)
+
+    def _deltas(
+        self, messages: Messages, sampling: Sampling, stop: threading.Event
+    ) -> Iterator[ChatDelta]:
+        """Text as the model writes it, then a last delta with the counts; ``stop`` ends it early."""
+        tokenizer = self.base.tokenizer
+        prompt = tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+        )
+        inputs = tokenizer([prompt], return_tensors="pt", add_special_tokens=False).to(
+            self.base.device
+        )
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        options = self._generation_options(sampling)
+        options.update(streamer=streamer, stopping_criteria=StoppingCriteriaList([_Stop(stop)]))
+        outcome: dict[str, Any] = {}
+
+        def generate() -> None:
+            try:
+                with self.host.active(self.adapter) as model:
+                    if stop.is_set():
+                        streamer.end()
+                        return
+                    with _seeded(sampling.seed, self.base.device), torch.inference_mode():
+                        outcome["output"] = model.generate(**inputs, **options)
+            except BaseException as exc:  # raised again by the reader below
+                outcome["error"] = exc
+                streamer.end()
+
+        worker = threading.Thread(target=generate, name="local-chat-generate", daemon=True)
+        worker.start()
+        started = False
+        try:
+            for text in streamer:
+                if not started:
+                    text = text.lstrip()
+                    started = bool(text)
+                if text:
+                    yield ChatDelta(text, model=self.model_name)
+        finally:
+            stop.set()
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        if "output" not in outcome:
+            return
+        prompt_len = inputs["input_ids"].shape[1]
+        generated = outcome["output"][0][prompt_len:].tolist()
+        final = _decode(tokenizer, generated, _stop_token_ids(self.base), prompt_len, "")
+        yield ChatDelta("", final.finish_reason, final.usage, self.model_name)
 
     def complete_batch(
         self, conversations: Sequence[Messages], sampling: Sampling | None = None
@@ -175,22 +245,36 @@ class LocalChat:
             add_special_tokens=False,
         ).to(self.base.device)
         stop_ids = _stop_token_ids(self.base)
-        options: dict[str, Any] = {
-            "max_new_tokens": sampling.max_tokens,
-            "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": stop_ids,
-        }
-        if sampling.temperature > 0:
-            options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
-        else:
-            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        output = model.generate(**inputs, **options)
+        output = model.generate(**inputs, **self._generation_options(sampling))
         prompt_len = inputs["input_ids"].shape[1]
         prompt_counts = inputs["attention_mask"].sum(dim=1).tolist()
         return [
             _decode(tokenizer, row[prompt_len:].tolist(), stop_ids, count, self.model_name)
             for row, count in zip(output, prompt_counts, strict=True)
         ]
+
+
+    def _generation_options(self, sampling: Sampling) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "pad_token_id": self.base.tokenizer.pad_token_id,
+            "eos_token_id": _stop_token_ids(self.base),
+        }
+        if sampling.temperature > 0:
+            options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return options
+
+
+class _Stop(StoppingCriteria):
+    """A stopping criterion that ends generation once the reader has gone away."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool)
 
 
 def _stop_token_ids(base: LoadedBase) -> list[int]:

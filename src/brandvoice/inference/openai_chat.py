@@ -4,17 +4,30 @@ Retries are the SDK's own (``max_retries``): it retries timeouts, connection err
 and 5xx with exponential backoff (0.5 s doubling to 8 s, with jitter) and waits exactly what a
 ``Retry-After``/``retry-after-ms`` header asks for, up to 2 minutes (longer asks are not retried).
 Anything left after that becomes a :class:`ChatBackendError` carrying the provider's message.
+
+Every request streams (``stream: true`` with ``stream_options.include_usage``): ``stream`` hands the
+chunks on as they arrive, and ``complete`` collects the same chunks, so both share one code path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import openai
 
-from brandvoice.inference.chat import ChatResult, Messages, Sampling, Usage
+from brandvoice.inference.chat import (
+    ChatDelta,
+    ChatResult,
+    Messages,
+    Sampling,
+    Usage,
+    collect_deltas,
+    stream_from_thread,
+)
 from brandvoice.inference.errors import ChatBackendError, ChatTimeoutError
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -74,6 +87,8 @@ class OpenAIChat:
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             self.token_limit_field: sampling.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
         }
         if sampling.seed is not None:
             body["seed"] = sampling.seed
@@ -81,12 +96,49 @@ class OpenAIChat:
             body["response_format"] = {"type": "json_object"}
         return body
 
+    def stream(
+        self, messages: Messages, sampling: Sampling | None = None
+    ) -> AsyncIterator[ChatDelta]:
+        chosen = sampling or Sampling()
+        return stream_from_thread(lambda stop: self._deltas(messages, chosen, stop))
+
     def complete(self, messages: Messages, sampling: Sampling | None = None) -> ChatResult:
-        sampling = sampling or Sampling()
-        try:
-            completion = self.client.chat.completions.create(
-                **self.request_body(messages, sampling)
+        deltas = self._deltas(messages, sampling or Sampling(), threading.Event())
+        return collect_deltas(deltas, self.model_name)
+
+    def _deltas(
+        self, messages: Messages, sampling: Sampling, stop: threading.Event
+    ) -> Iterator[ChatDelta]:
+        """The server's chunks as deltas, then one with the finish reason and the counts."""
+        with self._errors_as_ours():
+            chunks = self.client.chat.completions.create(**self.request_body(messages, sampling))
+        parts: list[str] = []
+        model, finish_reason, usage, answered = self.model_name, None, None, False
+        with chunks, self._errors_as_ours():
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                model = chunk.model or model
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    if choice.index != 0:
+                        continue
+                    answered = True
+                    finish_reason = choice.finish_reason or finish_reason
+                    if choice.delta and choice.delta.content:
+                        parts.append(choice.delta.content)
+                        yield ChatDelta(choice.delta.content, model=model)
+        if not answered:
+            raise ChatBackendError(
+                f"{self.base_url} returned no choices for model {self.model_name!r}"
             )
+        yield ChatDelta("", finish_reason, _usage(usage, messages, "".join(parts)), model)
+
+    @contextmanager
+    def _errors_as_ours(self) -> Iterator[None]:
+        """The SDK's exceptions, once its retries are spent, as :class:`ChatBackendError`."""
+        try:
+            yield
         except openai.APITimeoutError as exc:
             raise ChatTimeoutError(
                 f"no reply from {self.base_url} (model {self.model_name!r}) within "
@@ -104,7 +156,6 @@ class OpenAIChat:
             raise ChatBackendError(
                 f"unexpected reply from {self.base_url} (model {self.model_name!r}): {exc}"
             ) from exc
-        return self._result(completion, messages)
 
     def complete_batch(
         self, conversations: Sequence[Messages], sampling: Sampling | None = None
@@ -134,20 +185,6 @@ class OpenAIChat:
             status_code=status,
             provider_message=provider_message,
             retryable=status in _RETRYABLE or status >= 500,
-        )
-
-    def _result(self, completion: Any, messages: Messages) -> ChatResult:
-        if not completion.choices:
-            raise ChatBackendError(
-                f"{self.base_url} returned no choices for model {self.model_name!r}"
-            )
-        choice = completion.choices[0]
-        text = choice.message.content or ""
-        return ChatResult(
-            text=text,
-            usage=_usage(completion.usage, messages, text),
-            model=completion.model or self.model_name,
-            finish_reason=choice.finish_reason,
         )
 
 
