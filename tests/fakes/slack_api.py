@@ -138,10 +138,10 @@ class FakeSlackAPI:
 
     def first_streamed_text(self) -> SlackCall | None:
         """The first call that put reply text on screen: a stream start or append with text."""
+        streamed = ("chat.startStream", "chat.appendStream")
         for call in list(self.calls):
-            if call.method in ("chat.startStream", "chat.appendStream") and call.answer.get("ok"):
-                if _chunk_text(call.body):
-                    return call
+            if call.method in streamed and call.answer.get("ok") and _chunk_text(call.body):
+                return call
         return None
 
     def add_thread_message(self, channel: str, thread_ts: str, **message: Any) -> None:

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,7 +28,7 @@ from brandvoice.bot.settings import Settings
 from brandvoice.bot.slack.app import create_slack_app
 from brandvoice.bot.slack.provider import promoted_model_provider
 from brandvoice.bot.web import create_app
-from brandvoice.inference.chat import ChatResult, Messages, Sampling, Usage
+from brandvoice.inference.chat import ChatDelta, ChatResult, Messages, Sampling, Usage
 from tests.fakes.slack_api import FakeSlackAPI
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -48,7 +49,10 @@ def anyio_backend() -> str:
 
 
 class ScriptedModel:
-    """A deterministic ChatBackend: answers in the brand's voice, or with ``next_reply``."""
+    """A deterministic ChatBackend: answers in the brand's voice, or with ``next_reply``.
+
+    It streams word by word, ``piece_delay`` seconds apart; ``fail_after`` words it crashes.
+    """
 
     model_name = "scripted"
     supports_json = False
@@ -57,13 +61,32 @@ class ScriptedModel:
         self.conversations: list[list[dict[str, Any]]] = []
         self.next_reply: str | None = None
         self.fail = False
+        self.fail_after: int | None = None
+        self.piece_delay = 0.0
 
-    def complete(self, messages: Messages, sampling: Sampling | None = None) -> ChatResult:
+    def _reply(self, messages: Messages) -> str:
         if self.fail:
             raise RuntimeError("model crashed")
         self.conversations.append([dict(m) for m in messages])
-        text = self.next_reply or f"Happy to help with '{messages[-1]['content']}'. Cheers, Acme"
-        return ChatResult(text, Usage(10, 10), self.model_name, "stop")
+        if self.next_reply is not None:
+            return self.next_reply
+        return f"Happy to help with '{messages[-1]['content']}'. Cheers, Acme"
+
+    async def stream(
+        self, messages: Messages, sampling: Sampling | None = None
+    ) -> AsyncIterator[ChatDelta]:
+        words = self._reply(messages).split(" ")
+        for index, word in enumerate(words):
+            if self.fail_after is not None and index == self.fail_after:
+                raise RuntimeError("model crashed mid-reply")
+            if self.piece_delay:
+                await asyncio.sleep(self.piece_delay)
+            yield ChatDelta(word if index == 0 else " " + word, model=self.model_name)
+        yield ChatDelta("", "stop", Usage(10, len(words)), self.model_name)
+
+    def complete(self, messages: Messages, sampling: Sampling | None = None) -> ChatResult:
+        text = self._reply(messages)
+        return ChatResult(text, Usage(10, len(text.split(" "))), self.model_name, "stop")
 
     def complete_batch(
         self, conversations: Sequence[Messages], sampling: Sampling | None = None
@@ -219,6 +242,33 @@ class SlackHarness:
         """What the app posted to response URLs (slash command answers)."""
         return [call.body for call in self.api.calls_to("response_url")]
 
+    def last_reply(self) -> dict[str, Any]:
+        """The bot's last finished reply as Slack shows it: ts, text, blocks under it, metadata.
+
+        A streamed reply ends with ``chat.stopStream``; a placeholder reply with ``chat.update``.
+        """
+        finals = [
+            call
+            for call in self.api.calls
+            if call.method in ("chat.stopStream", "chat.update") and call.answer.get("ok")
+        ]
+        assert finals, f"no reply finished; calls: {[c.method for c in self.api.calls]}"
+        final = finals[-1]
+        if final.method == "chat.update":
+            return {
+                "ts": final.body["ts"],
+                "text": final.body["text"],
+                "blocks": final.body.get("blocks") or [],
+                "metadata": final.body.get("metadata"),
+            }
+        stream = self.api.streams[final.body["ts"]]
+        return {
+            "ts": final.body["ts"],
+            "text": stream["text"],
+            "blocks": final.body.get("blocks") or [],
+            "metadata": final.body.get("metadata"),
+        }
+
     def ephemerals(self, user: str | None = None) -> list[str]:
         calls = self.api.calls_to("chat.postEphemeral")
         return [c.body["text"] for c in calls if user is None or c.body["user"] == user]
@@ -270,14 +320,23 @@ def settings(slack_api: FakeSlackAPI) -> Settings:
     return make_settings(slack_api)
 
 
-@pytest.fixture
-async def slack(
-    settings: Settings, engine: Engine, slack_api: FakeSlackAPI, model: ScriptedModel
+@asynccontextmanager
+async def harness(
+    settings: Settings, engine: Engine, slack_api: FakeSlackAPI, model: Any
 ) -> AsyncIterator[SlackHarness]:
+    """The web app with the Slack bot built from ``settings``, answering with ``model``."""
     provider = promoted_model_provider(engine, lambda version: model)
     app = create_app(settings, engine, slack_app=create_slack_app(settings, engine, provider))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://brandvoice.test") as http:
-        harness = SlackHarness(http, slack_api, model)
-        yield harness
-        await harness.settle()
+        slack = SlackHarness(http, slack_api, model)
+        yield slack
+        await slack.settle()
+
+
+@pytest.fixture
+async def slack(
+    settings: Settings, engine: Engine, slack_api: FakeSlackAPI, model: ScriptedModel
+) -> AsyncIterator[SlackHarness]:
+    async with harness(settings, engine, slack_api, model) as running:
+        yield running

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 async def ask(slack, text: str = "Write a welcome note") -> str:
     """Ask the bot something; returns the ts of its reply."""
     await slack.mention(text)
-    return slack.api.calls_to("chat.update")[-1].body["ts"]
+    return str(slack.last_reply()["ts"])
 
 
 def examples(engine) -> list[Example]:
@@ -122,7 +122,7 @@ async def test_thumbs_down_is_recorded_but_never_approves(slack, engine):
 
 async def test_reactions_on_other_messages_and_other_emoji_are_ignored(slack, engine):
     reply_ts = await ask(slack)
-    question_ts = slack.api.calls_to("chat.postMessage")[0].body["thread_ts"]
+    question_ts = slack.api.calls_to("chat.startStream")[0].body["thread_ts"]
     await slack.react("white_check_mark", question_ts, user=CURATOR)
     await slack.react("+1", "1600000000.000001", user=ALICE)
     await slack.react("tada", reply_ts, user=ALICE)

@@ -28,7 +28,7 @@ async def test_a_signed_event_is_accepted(slack):
     response = await slack.post(mention_body(slack), "application/json")
     await slack.settle()
     assert response.status_code == 200
-    assert len(slack.api.calls_to("chat.postMessage")) == 1
+    assert len(slack.api.calls_to("chat.stopStream")) == 1
 
 
 async def test_a_wrong_secret_is_rejected(slack):

@@ -147,6 +147,20 @@ class Settings(BaseSettings):
     curator_cache_s: int = Field(
         300, description="Seconds the curator user group's members are cached."
     )
+    slack_streaming: bool = Field(
+        True,
+        description="Stream replies (chat.startStream/appendStream/stopStream); "
+        "false: a placeholder updated about once a second.",
+    )
+    assistant_greeting: str = Field(
+        "Hi! Ask me anything and I'll answer in the team's voice.",
+        description="First message in a new assistant thread (Slack's AI app split view).",
+    )
+    assistant_prompts: str = Field(
+        "",
+        description="Suggested prompts of a new assistant thread, separated by '|'; "
+        "empty: the team's most recent approved requests.",
+    )
 
     # Web
     api_token: str | None = Field(None, description="Bearer token for the REST and chat APIs.")

@@ -253,7 +253,6 @@ class LocalChat:
             for row, count in zip(output, prompt_counts, strict=True)
         ]
 
-
     def _generation_options(self, sampling: Sampling) -> dict[str, Any]:
         options: dict[str, Any] = {
             "max_new_tokens": sampling.max_tokens,

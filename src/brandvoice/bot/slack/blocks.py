@@ -26,6 +26,11 @@ CORRECTION_SHORTCUT = "improve_reply"
 CORRECTION_VIEW = "correction_submit"
 CORRECTION_BLOCK = "correction"
 CORRECTION_INPUT = "correction_input"
+FEEDBACK_ACTION = "reply_feedback"
+IMPROVE_ACTION = "reply_improve"
+FEEDBACK_UP = "+1"
+FEEDBACK_DOWN = "-1"
+"""Feedback button values: the reactions a click counts as."""
 
 Block = dict[str, Any]
 
@@ -81,8 +86,9 @@ def split_message(text: str, limit: int = SECTION_LIMIT) -> list[str]:
 def curation_hint(approval_reaction: str, quorum: int, model_label: str) -> str:
     votes = f"{quorum} × :+1:" if quorum > 0 else ":+1:"
     return (
-        f"_{model_label}_ · Good answer? A curator's :{approval_reaction}: or {votes} adds it "
-        "to the training set · Wrong? *⋯ › Improve this reply*"
+        f"_{model_label}_ · Good answer? A curator's :{approval_reaction}: or {votes} "
+        "(reactions or the buttons below) adds it to the training set · "
+        "Wrong? *⋯ › Improve this reply*"
     )
 
 
@@ -91,6 +97,47 @@ def build_reply_blocks(text: str, hint: str | None = None) -> list[Block]:
     if hint:
         blocks.append(context(hint))
     return blocks
+
+
+def build_feedback_actions(interaction_id: int) -> Block:
+    """👍/👎 feedback buttons (counted as :+1:/:-1: reactions) and a button to improve the reply.
+
+    Slack offers ``trash`` as the only icon of an ``icon_button``; its text, shown on hover and
+    read by screen readers, says what it does.
+    """
+    return {
+        "type": "context_actions",
+        "block_id": f"reply_feedback:{interaction_id}",
+        "elements": [
+            {
+                "type": "feedback_buttons",
+                "action_id": FEEDBACK_ACTION,
+                "positive_button": {
+                    "text": plain("👍"),
+                    "value": FEEDBACK_UP,
+                    "accessibility_label": "Good reply: counts like a thumbs-up reaction",
+                },
+                "negative_button": {
+                    "text": plain("👎"),
+                    "value": FEEDBACK_DOWN,
+                    "accessibility_label": "Bad reply: counts like a thumbs-down reaction",
+                },
+            },
+            {
+                "type": "icon_button",
+                "icon": "trash",
+                "action_id": IMPROVE_ACTION,
+                "text": plain("Improve this reply"),
+                "value": str(interaction_id),
+                "accessibility_label": "Write the reply brandvoice should have given",
+            },
+        ],
+    }
+
+
+def build_reply_footer(hint: str, interaction_id: int) -> list[Block]:
+    """What goes under a reply: who wrote it and how to curate it, then the feedback buttons."""
+    return [context(hint), build_feedback_actions(interaction_id)]
 
 
 def reply_metadata(interaction_id: int, model_version: str | None) -> dict[str, Any]:

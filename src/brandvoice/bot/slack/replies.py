@@ -1,7 +1,8 @@
-"""Answering a mention or a DM: thread context, the promoted model, a placeholder updated in place.
+"""Answering a mention or a DM: thread context, the promoted model, the reply streamed as written.
 
 Each triggering message is claimed once in the store, so the same question delivered as
-``app_mention`` and as ``message``, or retried by Slack, is answered once.
+``app_mention`` and as ``message``, or retried by Slack, is answered once. The finished reply
+carries its curation hint, feedback buttons and metadata naming the interaction.
 """
 
 from __future__ import annotations
@@ -10,27 +11,31 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from brandvoice.bot.slack.blocks import (
-    build_reply_blocks,
-    curation_hint,
-    reply_metadata,
-    split_message,
-)
-from brandvoice.bot.slack.client import post_message, thread_messages, update_message
+from slack_sdk.errors import SlackApiError
+
+from brandvoice.bot.slack.blocks import build_reply_footer, curation_hint, reply_metadata
+from brandvoice.bot.slack.client import log_slack_error, thread_messages
 from brandvoice.bot.slack.deps import ActiveModel, SlackDeps
-from brandvoice.inference.chat import Sampling
+from brandvoice.bot.slack.reply_stream import PLACEHOLDER, ReplyStream, ReplyUndeliverable
+from brandvoice.inference.chat import ChatDelta, ChatResult, Sampling, collect_deltas
 from brandvoice.inference.tokens import count_chat_tokens
 from brandvoice.store.feedback import claim_event, record_interaction
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDER = "_Writing a reply…_"
+__all__ = ["PLACEHOLDER", "Question", "answer_question", "question_from_event"]
+
 FAILURE = "Sorry, I could not write a reply just now. Please try again in a moment."
 _MENTION = re.compile(r"<@(\w+)(?:\|[^>]*)?>")
+LOADING_MESSAGES = ["Thinking in the team's voice…", "Writing a reply…"]
+
+SetStatus = Callable[..., Awaitable[Any]]
+"""Bolt's ``set_status`` of an assistant thread (``assistant.threads.setStatus``)."""
 
 
 @dataclass(frozen=True)
@@ -111,17 +116,31 @@ def fit_to_budget(
     return [system, *kept]
 
 
-async def answer_question(deps: SlackDeps, question: Question, bot_user_id: str | None) -> None:
-    """Claim the question, post a placeholder, ask the model, record, and update the placeholder."""
+async def answer_question(
+    deps: SlackDeps,
+    question: Question,
+    bot_user_id: str | None,
+    *,
+    team_id: str | None = None,
+    set_status: SetStatus | None = None,
+) -> None:
+    """Claim the question, stream the model's reply into its thread, record it, finish it."""
     key = f"reply:{question.channel}:{question.ts}"
     if not await deps.in_session(lambda s: claim_event(s, key)):
         log.info("already answered %s/%s; ignoring the repeat", question.channel, question.ts)
         return
-    placeholder = await post_message(
-        deps.client, question.channel, PLACEHOLDER, thread_ts=question.reply_thread_ts
+    reply = ReplyStream(
+        deps.client,
+        question.channel,
+        question.reply_thread_ts,
+        recipient_user_id=question.user,
+        recipient_team_id=team_id,
+        streaming=deps.settings.slack_streaming,
     )
-    if placeholder is None:
+    if not await reply.start():
         return
+    if set_status is not None:
+        await _show_status(set_status, "is writing a reply…", LOADING_MESSAGES)
     thread = (
         await thread_messages(deps.client, question.channel, question.reply_thread_ts)
         if question.in_thread
@@ -134,64 +153,68 @@ async def answer_question(deps: SlackDeps, question: Question, bot_user_id: str 
     )
     started = time.monotonic()
     try:
-        active, reply = await generate_reply(deps, prompt)
+        active, result = await generate_reply(deps, prompt, reply)
+        message_ts = await reply.message_ts()
+    except ReplyUndeliverable:
+        log.warning("no reply could be posted in %s; stopped generating", question.channel)
+        return
     except Exception:
         log.exception("the model failed to answer %s/%s", question.channel, question.ts)
-        await update_message(deps.client, question.channel, placeholder, FAILURE)
+        await reply.fail(FAILURE)
         return
+    finally:
+        if set_status is not None:
+            await _show_status(set_status, "")
+    if message_ts is None:
+        return
+    text = result.text or "…"
     interaction = await deps.in_session(
         lambda s: record_interaction(
             s,
             channel=question.channel,
             thread_ts=question.reply_thread_ts,
-            message_ts=placeholder,
+            message_ts=message_ts,
             asker=question.user,
             prompt_messages=prompt,
-            reply=reply,
+            reply=text,
             model_version_id=active.version_id,
             latency_ms=int((time.monotonic() - started) * 1000),
         )
     )
     assert interaction.id is not None
-    await deliver_reply(deps, question, placeholder, reply, active, interaction.id)
+    settings = deps.settings
+    hint = curation_hint(settings.approval_reaction, settings.approval_quorum, active.label)
+    footer = build_reply_footer(hint, interaction.id)
+    await reply.finish(
+        footer,
+        reply_metadata(interaction.id, active.version_name),
+        extra="" if result.text else "…",
+    )
 
 
-async def generate_reply(deps: SlackDeps, prompt: list[dict[str, str]]) -> tuple[ActiveModel, str]:
-    """The model in production answers ``prompt``; both run on a worker thread."""
+async def generate_reply(
+    deps: SlackDeps, prompt: list[dict[str, str]], reply: ReplyStream
+) -> tuple[ActiveModel, ChatResult]:
+    """The model in production answers ``prompt``; each piece goes to ``reply`` as it arrives."""
     settings = deps.settings
     sampling = Sampling(
         temperature=settings.reply_temperature, max_tokens=settings.reply_max_tokens
     )
     active = await asyncio.to_thread(deps.chat_provider)
-    result = await asyncio.to_thread(active.backend.complete, prompt, sampling)
-    return active, result.text.strip() or "…"
+    deltas: list[ChatDelta] = []
+    async with aclosing(active.backend.stream(prompt, sampling)) as stream:
+        async for delta in stream:
+            deltas.append(delta)
+            if delta.text:
+                await reply.add(delta.text)
+    return active, collect_deltas(deltas, active.backend.model_name)
 
 
-async def deliver_reply(
-    deps: SlackDeps,
-    question: Question,
-    placeholder: str,
-    reply: str,
-    active: ActiveModel,
-    interaction_id: int,
+async def _show_status(
+    set_status: SetStatus, status: str, loading: list[str] | None = None
 ) -> None:
-    """Replace the placeholder with the reply (and its metadata); overflow goes in more messages."""
-    settings = deps.settings
-    parts = split_message(reply)
-    hint = curation_hint(settings.approval_reaction, settings.approval_quorum, active.label)
-    await update_message(
-        deps.client,
-        question.channel,
-        placeholder,
-        parts[0],
-        blocks=build_reply_blocks(parts[0], hint),
-        metadata=reply_metadata(interaction_id, active.version_name),
-    )
-    for part in parts[1:]:
-        await post_message(
-            deps.client,
-            question.channel,
-            part,
-            blocks=build_reply_blocks(part),
-            thread_ts=question.reply_thread_ts,
-        )
+    """The assistant thread's loading state; a refusal is logged, the reply goes on regardless."""
+    try:
+        await set_status(status, loading_messages=loading)
+    except SlackApiError as exc:
+        log_slack_error("assistant.threads.setStatus", None, exc)

@@ -18,7 +18,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
     async def answer_event(event: dict[str, Any], context: AsyncBoltContext) -> None:
         question = question_from_event(event, context.bot_user_id)
         if question is not None:
-            await answer_question(deps, question, context.bot_user_id)
+            await answer_question(deps, question, context.bot_user_id, team_id=context.team_id)
 
     app.event("app_mention")(ack=acknowledge, lazy=[answer_event])
     app.event("message")(ack=acknowledge, lazy=[answer_event])
