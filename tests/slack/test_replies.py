@@ -96,6 +96,7 @@ async def test_where_streaming_is_refused_a_placeholder_is_updated_instead(slack
     assert final["text"] == slack.model.next_reply
     section, hint, actions = final["blocks"]
     assert section["text"]["text"] == final["text"]
+    assert hint["type"] == "context"
     assert actions["type"] == "context_actions"
     [interaction] = interactions(engine)
     assert interaction.message_ts == placeholder.answer["ts"]
