@@ -2,6 +2,10 @@
 
 ``model`` names a version ("v3"), or anything else ("brandvoice") for the promoted one. Every
 answer is recorded as an interaction, like the bot's, so API traffic can be curated too.
+
+With ``stream: true`` the reply goes out as server-sent ``chat.completion.chunk`` events while the
+model writes it, then ``[DONE]``; ``stream_options.include_usage`` adds a last chunk with the
+counts. A client that hangs up stops generation, and a reply nobody received is not recorded.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -19,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from brandvoice.bot.api.deps import get_engine, get_settings, require_token
 from brandvoice.bot.settings import Settings
-from brandvoice.inference.chat import ChatBackend, ChatResult, Sampling
+from brandvoice.inference.chat import ChatBackend, ChatDelta, ChatResult, Sampling, collect_deltas
 from brandvoice.store.db import session_scope
 from brandvoice.store.feedback import record_interaction
 from brandvoice.store.models import ModelVersion, VersionStatus
@@ -36,6 +41,10 @@ class ChatMessage(BaseModel):
     name: str | None = None
 
 
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
 class ChatCompletionRequest(BaseModel):
     model: str = Field(
         "brandvoice", description="A version such as 'v3', or any name for the promoted one."
@@ -47,6 +56,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
     user: str | None = None
 
 
@@ -88,32 +98,68 @@ def _completion_body(
                 "finish_reason": result.finish_reason or "stop",
             }
         ],
-        "usage": {
-            "prompt_tokens": result.usage.prompt_tokens,
-            "completion_tokens": result.usage.completion_tokens,
-            "total_tokens": result.usage.total_tokens,
-        },
+        "usage": _usage_body(result),
     }
 
 
-def _sse_chunks(completion_id: str, model: str, result: ChatResult, created: int) -> Iterator[str]:
-    """The reply as OpenAI's ``chat.completion.chunk`` events, word by word, then ``[DONE]``."""
+def _usage_body(result: ChatResult) -> dict[str, int]:
+    return {
+        "prompt_tokens": result.usage.prompt_tokens,
+        "completion_tokens": result.usage.completion_tokens,
+        "total_tokens": result.usage.total_tokens,
+    }
 
-    def event(delta: dict[str, str], finish: str | None) -> str:
-        chunk = {
-            "id": completion_id,
+
+class CompletionStream:
+    """The reply as OpenAI's ``chat.completion.chunk`` events, each sent as the model writes it."""
+
+    def __init__(self, completion_id: str, model: str, created: int, include_usage: bool):
+        self.completion_id, self.model, self.created = completion_id, model, created
+        self.include_usage = include_usage
+        self.result: ChatResult | None = None
+        """The whole reply, once the model has finished it."""
+
+    def event(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
+        chunk: dict[str, Any] = {
+            "id": self.completion_id,
             "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
         }
+        if self.include_usage:
+            chunk["usage"] = usage
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
-    yield event({"role": "assistant", "content": ""}, None)
-    words = result.text.split(" ")
-    for index, word in enumerate(words):
-        yield event({"content": word if index == 0 else " " + word}, None)
-    yield event({}, result.finish_reason or "stop")
+    def delta(self, delta: dict[str, str], finish: str | None = None) -> str:
+        return self.event([{"index": 0, "delta": delta, "finish_reason": finish}])
+
+    async def events(self, deltas: AsyncIterator[ChatDelta]) -> AsyncIterator[str]:
+        yield self.delta({"role": "assistant", "content": ""})
+        received: list[ChatDelta] = []
+        async with aclosing(deltas) as stream:
+            async for piece in stream:
+                received.append(piece)
+                if piece.text:
+                    yield self.delta({"content": piece.text})
+        self.result = collect_deltas(received, self.model)
+        yield self.delta({}, self.result.finish_reason or "stop")
+        if self.include_usage:
+            yield self.event([], _usage_body(self.result))
+
+
+async def _stream_and_record(
+    stream: CompletionStream,
+    deltas: AsyncIterator[ChatDelta],
+    record: Callable[[ChatResult, int], None],
+) -> AsyncIterator[str]:
+    started = time.perf_counter()
+    async with aclosing(stream.events(deltas)) as events:
+        async for event in events:
+            yield event
+    assert stream.result is not None
+    latency_ms = int((time.perf_counter() - started) * 1000)
+    await asyncio.to_thread(record, stream.result, latency_ms)
     yield "data: [DONE]\n\n"
 
 
@@ -136,14 +182,11 @@ async def chat_completions(
         top_p=body.top_p,
         seed=body.seed,
     )
-    started = time.perf_counter()
-    result = await asyncio.to_thread(backend.complete, messages, sampling)
-    latency_ms = int((time.perf_counter() - started) * 1000)
     redactor = settings.redactor
-    prompt, _ = redactor.redact_messages(messages)
-    reply, _ = redactor.redact_text(result.text)
 
-    def record() -> None:
+    def record(result: ChatResult, latency_ms: int) -> None:
+        prompt, _ = redactor.redact_messages(messages)
+        reply, _ = redactor.redact_text(result.text)
         with session_scope(engine) as session:
             record_interaction(
                 session,
@@ -156,13 +199,18 @@ async def chat_completions(
                 latency_ms=latency_ms,
             )
 
-    await asyncio.to_thread(record)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     model_name = version.name if version else "base"
     created = int(time.time())
     if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        stream = CompletionStream(completion_id, model_name, created, include_usage)
         return StreamingResponse(
-            _sse_chunks(completion_id, model_name, result, created),
+            _stream_and_record(stream, backend.stream(messages, sampling), record),
             media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
         )
+    started = time.perf_counter()
+    result = await asyncio.to_thread(backend.complete, messages, sampling)
+    await asyncio.to_thread(record, result, int((time.perf_counter() - started) * 1000))
     return _completion_body(completion_id, model_name, result, created)
