@@ -27,13 +27,24 @@ def test_the_command_shortcut_and_events_match_the_listeners():
         ("message", CORRECTION_SHORTCUT)
     ]
     events = set(MANIFEST["settings"]["event_subscriptions"]["bot_events"])
-    assert events == {"app_mention", "message.im", "reaction_added", "reaction_removed"}
+    assert events == {
+        "app_mention",
+        "assistant_thread_started",
+        "assistant_thread_context_changed",
+        "message.im",
+        "reaction_added",
+        "reaction_removed",
+    }
+    assert "assistant_view" in features
 
 
 def test_the_bot_has_the_scopes_of_the_methods_it_calls():
     scopes = set(MANIFEST["oauth_config"]["scopes"]["bot"])
     needed = {
         "chat.postMessage": "chat:write",
+        "chat.startStream": "chat:write",
+        "assistant.threads.setSuggestedPrompts": "assistant:write",
+        "assistant.threads.setTitle": "assistant:write",
         "conversations.replies": "channels:history",
         "reactions.add": "reactions:write",
         "usergroups.users.list": "usergroups:read",
