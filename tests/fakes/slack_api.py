@@ -55,6 +55,8 @@ class SlackCall:
     headers: dict[str, str]
     status: int
     answer: dict[str, Any]
+    received_at: float = field(default_factory=time.monotonic)
+    """``time.monotonic()`` when the call arrived (benchmarks time replies by it)."""
 
 
 @dataclass

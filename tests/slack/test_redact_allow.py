@@ -22,7 +22,7 @@ def settings(slack_api: FakeSlackAPI) -> Settings:
 async def test_an_approved_reply_keeps_the_allowed_domain_and_redacts_the_rest(slack, engine):
     slack.model.next_reply = "Write to help@acme.example, not to ana.perez@gmail.com."
     await slack.mention("Where do I send a return?")
-    reply_ts = slack.api.calls_to("chat.update")[-1].body["ts"]
+    reply_ts = slack.last_reply()["ts"]
     await slack.react("white_check_mark", reply_ts, user=CURATOR)
     with session_scope(engine) as session:
         [example] = session.exec(select(Example)).all()
