@@ -143,6 +143,8 @@ def test_large_bodies_are_refused_with_413(client, example_id):
         headers={"Content-Type": "application/json"},
     )
     assert streamed.status_code == 413
+    nonsense = client.post("/api/runs", content=b"{}", headers={"Content-Length": "2x"})
+    assert nonsense.status_code == 400
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[" * 50_000, b'{"force": NaN}'])

@@ -35,11 +35,6 @@ class RedactionCounts(dict[str, int]):
         super().__init__()
         self.allowed: dict[str, int] = {}
 
-    def add(self, other: RedactionCounts) -> None:
-        for mine, theirs in ((self, other), (self.allowed, other.allowed)):
-            for kind, n in theirs.items():
-                mine[kind] = mine.get(kind, 0) + n
-
 
 def canonical(kind: str, found: str) -> str:
     """The value behind its disguise: ``bob [at] example [dot] com`` -> ``bob@example.com``."""
@@ -135,16 +130,24 @@ class Redactor:
 
     def _rules_for(self, text: str) -> tuple[int, ...]:
         expression, rules, shaped = self._triggers
-        chosen = {i for word in set(expression.findall(text.lower())) for i in rules[word]}
-        if shaped and SHAPE.search(text):
+        words = expression.findall(text.lower())
+        shape = bool(shaped) and SHAPE.search(text) is not None
+        if not words and not shape:
+            return ()
+        chosen = {i for word in set(words) for i in rules[word]}
+        if shape:
             chosen.update(shaped)
         return tuple(sorted(chosen))
 
     def redact_text(self, text: str) -> tuple[str, RedactionCounts]:
         counts = RedactionCounts()
+        return self._redact_into(text, counts), counts
+
+    def _redact_into(self, text: str, counts: RedactionCounts) -> str:
+        """``text`` redacted, adding what was found to ``counts``."""
         candidates = self._rules_for(text)
         if not candidates:
-            return text, counts
+            return text
 
         def replace(match: re.Match[str]) -> str:
             rule = RULES[int((match.lastgroup or "r0")[1:])]
@@ -159,7 +162,7 @@ class Redactor:
                 return found[: len(found) - 40] + f"<{rule.kind}>"
             return f"<{rule.kind}>"
 
-        return _alternation(candidates).sub(replace, text), counts
+        return _alternation(candidates).sub(replace, text)
 
     def redact_messages(
         self, messages: Sequence[Mapping[str, Any]]
@@ -172,12 +175,7 @@ class Redactor:
         total = RedactionCounts()
 
         def clean(value: Any) -> Any:
-            if isinstance(value, str):
-                text, counts = self.redact_text(value)
-                if counts or counts.allowed:
-                    total.add(counts)
-                return text
-            return value
+            return self._redact_into(value, total) if isinstance(value, str) else value
 
         def clean_function(call: Any) -> Any:
             if not isinstance(call, Mapping):

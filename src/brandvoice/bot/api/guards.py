@@ -38,7 +38,12 @@ class RequestGuards:
                 return
         limit = self.settings.max_request_bytes
         declared = headers.get("content-length", "0")
-        if not declared.isdigit() or int(declared) > limit:
+        if not declared.isdigit():
+            await JSONResponse({"detail": "Content-Length is not a number"}, 400)(
+                scope, receive, send
+            )
+            return
+        if int(declared) > limit:
             await self._too_large(scope, receive, send, limit)
             return
         body = bytearray()
