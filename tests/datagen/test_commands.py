@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from brandvoice.bot.commands_generate import run_generate, set_guidelines_from_file, show_guidelines
+from brandvoice.bot.cli.generate import run_generate, set_guidelines_from_file, show_guidelines
 from brandvoice.inference.openai_chat import OpenAIChat
 from tests.datagen.brand import FakeWriter
 from tests.fakes import FakeResponse, chat_completion
@@ -57,7 +57,8 @@ def test_guidelines_are_set_from_a_file_and_shown(engine, tmp_path):
 def test_the_retrain_pipeline_step_generates_with_the_configured_server(
     engine, seeded, openai_server, tmp_path
 ):
-    from brandvoice.bot.commands_generate import pipeline_generate_step
+    from brandvoice.bot.backends import Backends
+    from brandvoice.bot.generation import pipeline_generate_step
     from brandvoice.bot.settings import Settings
 
     writer = FakeWriter()
@@ -75,7 +76,7 @@ def test_the_retrain_pipeline_step_generates_with_the_configured_server(
         def progress(self, fraction, stage=None, metrics=None) -> None:
             reported.append((fraction, stage))
 
-    result = pipeline_generate_step(settings)(engine, Recorder())
+    result = pipeline_generate_step(Backends(settings))(engine, Recorder())
 
     assert (result["generated"], result["kept"]) == (12, 12)
     assert result["generator_model"] == "fake-generator"

@@ -87,13 +87,14 @@ def test_local_model_candidates_are_judged_and_kept_ones_carry_provenance(
 def test_the_pipeline_step_waits_for_a_promoted_model_when_only_the_base_model_is_local(
     engine, count_tokens, local_chat, tmp_path
 ):
-    from brandvoice.bot.commands_generate import NO_LOCAL_RESPONDER, pipeline_generate_step
+    from brandvoice.bot.backends import Backends
+    from brandvoice.bot.generation import NO_LOCAL_RESPONDER, pipeline_generate_step
     from brandvoice.bot.settings import Settings
 
     seed_store(engine, count_tokens, with_validation=False)
     settings = Settings(artifacts_dir=tmp_path, _env_file=None)
 
-    result = pipeline_generate_step(settings)(engine, progress=None)
+    result = pipeline_generate_step(Backends(settings))(engine, progress=None)
 
     assert result == {"skipped": NO_LOCAL_RESPONDER}
     with session_scope(engine) as session:

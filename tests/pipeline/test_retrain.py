@@ -31,8 +31,13 @@ def _config(tmp_path: Path, **overrides) -> PipelineConfig:  # type: ignore[no-u
     )
 
 
+def serve(version: ModelVersion | None) -> LocalChat:
+    """A version as the bot serves it: the packaged base with the version's adapter."""
+    return LocalChat(adapter=version.adapter_path) if version else LocalChat()
+
+
 def _services() -> PipelineServices:
-    return PipelineServices(load_backend=lambda version: LocalChat(), similarity=cosine_similarity)
+    return PipelineServices(load_backend=serve, similarity=cosine_similarity)
 
 
 def _worker(engine, config: PipelineConfig) -> Worker:  # type: ignore[no-untyped-def]
@@ -108,9 +113,7 @@ def test_a_generate_run_from_slack_expands_with_the_requested_count(engine, tmp_
         asked.append(per_example)
         return {"kept": 2 * per_example}
 
-    services = PipelineServices(
-        load_backend=lambda version: LocalChat(), similarity=cosine_similarity, generate=generate
-    )
+    services = PipelineServices(load_backend=serve, similarity=cosine_similarity, generate=generate)
     with session_scope(engine) as session:
         run_id = enqueue_run(session, "U1", config={"kind": "generate", "per_example": 3}).id
     config = _config(tmp_path)

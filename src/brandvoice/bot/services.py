@@ -1,4 +1,4 @@
-"""Builds the running product from settings: backends, the retrain pipeline and the worker.
+"""Builds the running product from settings: the retrain pipeline and the worker.
 
 This is the one place where configuration becomes objects; the CLI, the web app and the worker
 all call it, so they behave the same.
@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from brandvoice.bot.commands_generate import pipeline_generate_step
+from brandvoice.bot.backends import Backends
+from brandvoice.bot.generation import pipeline_generate_step
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.worker import RunReporter, Worker
-from brandvoice.inference.chat import ChatBackend
 from brandvoice.samples import general_text_path
 from brandvoice.store.jsonl import DEFAULT_MAX_TOKENS
 from brandvoice.store.models import ModelVersion
@@ -29,27 +29,6 @@ from brandvoice.trainer.pipeline import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def backend_loader(settings: Settings):  # type: ignore[no-untyped-def]
-    from brandvoice.bot.slack.provider import settings_backend_loader
-
-    return settings_backend_loader(settings)
-
-
-def judge_backend(settings: Settings) -> ChatBackend | None:
-    """The pairwise judge, when a judge model on an OpenAI-compatible server is configured."""
-    if not settings.judge_model:
-        return None
-    from brandvoice.inference.openai_chat import OpenAIChat
-
-    return OpenAIChat(
-        settings.judge_model,
-        base_url=settings.openai_base_url or "https://api.openai.com/v1",
-        api_key=settings.openai_api_key,
-        timeout=settings.chat_timeout_s,
-        concurrency=settings.chat_concurrency,
-    )
 
 
 def pipeline_config(settings: Settings, **train_overrides: Any) -> PipelineConfig:
@@ -90,8 +69,6 @@ def hosted_config(settings: Settings) -> HostedConfig:
         price_per_million_tokens=settings.price_per_million_tokens,
         poll_interval_s=settings.hosted_poll_interval_s,
         max_poll_interval_s=10 * settings.hosted_poll_interval_s,
-        chat_timeout_s=settings.chat_timeout_s,
-        chat_concurrency=settings.chat_concurrency,
     )
 
 
@@ -109,20 +86,23 @@ def log_report(version: ModelVersion, report: dict[str, Any]) -> None:
 
 
 def pipeline_services(
-    settings: Settings, publishers: list[Publisher] | None = None
+    settings: Settings,
+    publishers: list[Publisher] | None = None,
+    backends: Backends | None = None,
 ) -> PipelineServices:
     from brandvoice.bot.slack.app import slack_enabled
     from brandvoice.bot.slack.reports import slack_report_publisher
     from brandvoice.inference.embeddings import cosine_similarity
 
+    backends = backends or Backends(settings)
     announce: list[Publisher] = [log_report, *(publishers or [])]
     if slack_enabled(settings) and settings.report_channel:
         announce.append(slack_report_publisher(settings))
     return PipelineServices(
-        load_backend=backend_loader(settings),
+        load_backend=backends.load,
         similarity=cosine_similarity,
-        generate=pipeline_generate_step(settings),
-        judge=judge_backend(settings),
+        generate=pipeline_generate_step(backends),
+        judge=backends.judge(),
         publishers=announce,
     )
 
@@ -132,10 +112,12 @@ def make_worker(
     engine: Engine,
     publishers: list[Publisher] | None = None,
     reporter_factory: Any = RunReporter,
+    backends: Backends | None = None,
     **train_overrides: Any,
 ) -> Worker:
+    """The worker; ``backends`` shares a process's loaded models (the CLI passes its own)."""
     config = pipeline_config(settings, **train_overrides)
-    services = pipeline_services(settings, publishers)
+    services = pipeline_services(settings, publishers, backends)
 
     def execute(run_id: int, reporter: RunReporter) -> dict[str, Any]:
         return run_retrain(engine, run_id, config, services, reporter)

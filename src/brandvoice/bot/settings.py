@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     )
     chat_timeout_s: float = Field(60.0, description="Timeout of one chat request, in seconds.")
     chat_concurrency: int = Field(4, description="Parallel requests to the chat server.")
+    max_loaded_models: int = Field(
+        8, description="Model versions a process keeps loaded; the least recently used goes first."
+    )
+    max_adapter_mb: int = Field(
+        1024,
+        description="Memory for loaded LoRA adapters per process, in MiB; least recently used are freed past it.",
+    )
 
     # Data
     val_share: float = Field(0.2, description="Share of real examples held out for evaluation.")
@@ -95,7 +102,7 @@ class Settings(BaseSettings):
     )
     timezone: str = Field("UTC", description="Time zone of the retrain schedule.")
     together_base_url: str = Field(
-        "https://api.together.xyz/v1",
+        "https://api.together.ai/v1",
         description="Together AI's OpenAI-compatible URL, for hosted training and serving.",
     )
     hosted_openai_model: str = Field(
@@ -186,21 +193,3 @@ class Settings(BaseSettings):
         from brandvoice.store.redact import AllowList, Redactor
 
         return Redactor(self.redact_kinds, AllowList.parse(self.redact_allow))
-
-
-def env_example() -> str:
-    """The text of ``.env.example``: every setting, its default and what it does."""
-    lines = ["# brandvoice settings (environment variables or this .env file).", ""]
-    for name, info in Settings.model_fields.items():
-        default = info.default
-        shown = (
-            ""
-            if default is None
-            else str(default).lower()
-            if isinstance(default, bool)
-            else str(default)
-        )
-        lines.append(f"# {info.description}")
-        lines.append(f"{name.upper()}={shown}")
-        lines.append("")
-    return "\n".join(lines)

@@ -11,9 +11,9 @@ from sqlalchemy import Engine
 
 import brandvoice
 from brandvoice.bot.api import chat_completions, health, rest
-from brandvoice.bot.api.chat_completions import BackendLoader
 from brandvoice.bot.api.guards import RequestGuards
 from brandvoice.bot.settings import Settings
+from brandvoice.inference.backend_cache import BackendLoader
 from brandvoice.store.db import make_engine, upgrade
 
 
@@ -33,9 +33,9 @@ def create_app(
         engine = make_engine(settings.database_url)
         upgrade(engine)
     if backend_loader is None:
-        from brandvoice.bot.slack.provider import settings_backend_loader
+        from brandvoice.bot.backends import Backends
 
-        backend_loader = settings_backend_loader(settings)
+        backend_loader = Backends(settings).load
     socket_mode = slack_app is not None and bool(settings.slack_app_token)
 
     @asynccontextmanager
@@ -60,7 +60,6 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.backend_loader = backend_loader
-    app.state.chat_backends = {}
     app.add_middleware(RequestGuards, settings=settings)
     app.include_router(health.router)
     app.include_router(rest.router)

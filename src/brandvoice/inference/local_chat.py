@@ -3,7 +3,9 @@
 Every ``LocalChat`` on the same cached base shares one :class:`AdapterHost`: the base is wrapped by
 peft once, each adapter directory is loaded once under its own name, and a call only switches the
 active adapter. Between calls the adapter layers are disabled, so the cached base still answers as
-the plain base model to anyone using it directly.
+the plain base model to anyone using it directly. An adapter is loaded on first use and can be
+released again (:meth:`LocalChat.release`); whoever keeps backends decides when (see
+:class:`~brandvoice.inference.backend_cache.BackendCache`).
 
 A reply streams: ``generate`` runs on a worker thread holding the host's lock (with the adapter set
 inside it, so requests for other adapters wait instead of switching it mid-reply) and feeds a
@@ -43,11 +45,25 @@ class AdapterHost:
         self.lock = threading.RLock()
         self.peft_model: Any = None
         self._names: dict[Path, str] = {}
+        self._bytes: dict[Path, int] = {}
+        self._loads = 0
 
     @property
     def adapters(self) -> dict[Path, str]:
         """Loaded adapter directories and their peft adapter names."""
         return dict(self._names)
+
+    def adapter_bytes(self, adapter_dir: Path) -> int:
+        """Memory the loaded adapter's weights take (0 when it is not loaded)."""
+        return self._bytes.get(adapter_dir, 0)
+
+    def unload(self, adapter_dir: Path) -> None:
+        """Free a loaded adapter's weights; a later call through it loads it again."""
+        with self.lock:
+            name = self._names.pop(adapter_dir, None)
+            self._bytes.pop(adapter_dir, None)
+            if name is not None:
+                self.peft_model.delete_adapter(name)
 
     def _load(self, adapter_dir: Path) -> str:
         from peft import PeftModel
@@ -58,7 +74,8 @@ class AdapterHost:
             raise ChatBackendError(
                 f"{adapter_dir} is not a peft adapter directory (no adapter_config.json)"
             )
-        name = f"a{len(self._names)}_" + re.sub(r"\W", "_", adapter_dir.name)
+        self._loads += 1
+        name = f"a{self._loads}_" + re.sub(r"\W", "_", adapter_dir.name)
         try:
             if self.peft_model is None:
                 self.peft_model = PeftModel.from_pretrained(
@@ -73,6 +90,12 @@ class AdapterHost:
         self.peft_model.eval()
         self.peft_model.base_model.disable_adapter_layers()
         self._names[adapter_dir] = name
+        marker = f".{name}."
+        self._bytes[adapter_dir] = sum(
+            p.numel() * p.element_size()
+            for key, p in self.peft_model.named_parameters()
+            if marker in key
+        )
         return name
 
     @contextmanager
@@ -135,6 +158,16 @@ class LocalChat:
         if self.adapter is None:
             return self.base.name
         return f"{self.base.name}+{self.adapter.name}"
+
+    @property
+    def adapter_bytes(self) -> int:
+        """Memory this backend's adapter holds while loaded (0 for the plain base)."""
+        return 0 if self.adapter is None else self.host.adapter_bytes(self.adapter)
+
+    def release(self) -> None:
+        """Free the adapter's weights (the base stays); the next call loads it again."""
+        if self.adapter is not None:
+            self.host.unload(self.adapter)
 
     def set_adapter(self, adapter: str | Path | None) -> None:
         """Answer through ``adapter`` from now on (``None``: the base); loads it once, never the base."""

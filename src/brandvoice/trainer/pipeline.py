@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from brandvoice.inference.backend_cache import BackendLoader
 from brandvoice.inference.chat import ChatBackend
 from brandvoice.store.db import session_scope
 from brandvoice.store.models import (
@@ -49,8 +50,6 @@ class Progress(Protocol):
         ...
 
 
-BackendLoader = Callable[[ModelVersion | None], ChatBackend]
-"""The backend that serves a version (None: the base model)."""
 GenerateStep = Callable[[Engine, Progress, int], Mapping[str, Any]]
 """Adds up to N synthetic variations per approved example that has none yet; returns its summary."""
 Publisher = Callable[[ModelVersion, dict[str, Any]], None]
@@ -206,11 +205,19 @@ def run_retrain(
         training, hosted_model_id = outcome.training, outcome.model_id
         adapter_path, hyperparameters = outcome.adapter_path, outcome.hyperparameters
         base_model = provider.base_model
-        candidate_backend = provider.chat_backend(outcome.model_id)
     else:
         training = _train_locally(run_id, snapshot, output_dir, train_config, progress)
         base_model = train_config.base_model
-        candidate_backend = _local_candidate(train_config, output_dir)
+    # Served exactly as the registered version will be: the same loader builds both.
+    candidate_backend = services.load_backend(
+        ModelVersion(
+            name="candidate",
+            base_model=base_model,
+            backend=backend,
+            adapter_path=str(adapter_path) if adapter_path is not None else None,
+            hosted_model_id=hosted_model_id,
+        )
+    )
 
     progress.progress(0.8, "evaluate", {"training": training})
     report = evaluate_candidate(
@@ -280,13 +287,6 @@ def _train_locally(
         "seconds": round(result.seconds, 1),
         "evals": result.evals,
     }
-
-
-def _local_candidate(train_config: TrainConfig, adapter_dir: Path) -> ChatBackend:
-    from brandvoice.inference.local_chat import LocalChat
-
-    device = None if train_config.device == "auto" else train_config.device
-    return LocalChat(train_config.base_model, adapter_dir, device=device)
 
 
 def evaluate_candidate(

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from brandvoice.bot.api.deps import get_engine, get_settings, require_token
 from brandvoice.bot.settings import Settings
+from brandvoice.inference.backend_cache import BackendLoader
 from brandvoice.inference.chat import ChatBackend, ChatDelta, ChatResult, Sampling, collect_deltas
 from brandvoice.store.db import session_scope
 from brandvoice.store.feedback import record_interaction
@@ -31,8 +32,6 @@ from brandvoice.store.models import ModelVersion, VersionStatus
 from brandvoice.trainer.registry import RegistryError, get_version, promoted_version
 
 router = APIRouter(tags=["chat"])
-
-BackendLoader = Callable[[ModelVersion | None], ChatBackend]
 
 
 class ChatMessage(BaseModel):
@@ -74,13 +73,9 @@ def _resolve_version(engine: Any, model: str) -> ModelVersion | None:
 
 
 def _backend_for(request: Request, version: ModelVersion | None) -> ChatBackend:
-    """One backend per version, kept for later requests (loading a model is slow)."""
-    cache: dict[int | None, ChatBackend] = request.app.state.chat_backends
-    key = version.id if version is not None else None
-    if key not in cache:
-        loader: BackendLoader = request.app.state.backend_loader
-        cache[key] = loader(version)
-    return cache[key]
+    """The version's backend; the loader keeps loaded models in its bounded cache."""
+    loader: BackendLoader = request.app.state.backend_loader
+    return loader(version)
 
 
 def _completion_body(

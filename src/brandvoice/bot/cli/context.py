@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from sqlalchemy.exc import OperationalError
 
 from brandvoice.bot.settings import Settings
 from brandvoice.store.db import make_engine, upgrade
+
+if TYPE_CHECKING:
+    from brandvoice.bot.backends import Backends
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -35,6 +38,14 @@ class CliError(Exception):
 @functools.lru_cache(maxsize=1)
 def settings() -> Settings:
     return Settings()
+
+
+@functools.lru_cache(maxsize=1)
+def backends() -> Backends:
+    """The process's backends: every command shares its cache of loaded models."""
+    from brandvoice.bot.backends import Backends
+
+    return Backends(settings())
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,9 +7,16 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from brandvoice.bot.cli.context import CliError, console, engine, friendly_errors, settings
+from brandvoice.bot.cli.context import (
+    CliError,
+    backends,
+    console,
+    engine,
+    friendly_errors,
+    settings,
+)
 from brandvoice.bot.cli.progress import ConsoleRunReporter, progress_bar
-from brandvoice.bot.services import backend_loader, make_worker
+from brandvoice.bot.services import make_worker
 from brandvoice.inference.chat import Sampling
 from brandvoice.store.db import session_scope
 from brandvoice.store.models import RunStatus, TrainingRun
@@ -37,7 +44,11 @@ runs_app = typer.Typer(help="Training runs: list and cancel.", no_args_is_help=T
 def execute_run(run_id: int, **train_overrides: Any) -> TrainingRun:
     """Run ``run_id`` here and now with a progress bar; returns the finished run."""
     worker = make_worker(
-        settings(), engine(), reporter_factory=ConsoleRunReporter, **train_overrides
+        settings(),
+        engine(),
+        reporter_factory=ConsoleRunReporter,
+        backends=backends(),
+        **train_overrides,
     )
     with progress_bar() as bar:
         ConsoleRunReporter.bar = bar
@@ -243,7 +254,7 @@ def chat_command(
 
     with session_scope(engine()) as session:
         chosen = get_version(session, version) if version else promoted_version(session)
-    backend = backend_loader(settings())(chosen)
+    backend = backends().load(chosen)
     messages = [
         {"role": "system", "content": settings().system_prompt},
         {"role": "user", "content": prompt},

@@ -6,7 +6,7 @@ import threading
 
 import typer
 
-from brandvoice.bot.cli.context import console, engine, friendly_errors, settings
+from brandvoice.bot.cli.context import backends, console, engine, friendly_errors, settings
 
 
 @friendly_errors
@@ -18,13 +18,19 @@ def web_command(
     import uvicorn
 
     from brandvoice.bot.slack.app import create_slack_app, slack_enabled
+    from brandvoice.bot.slack.provider import promoted_model_provider
     from brandvoice.bot.web import create_app
 
     config = settings()
-    slack_app = create_slack_app(config, engine()) if slack_enabled(config) else None
+    load = backends().load  # the bot and the API share one cache of loaded models
+    slack_app = (
+        create_slack_app(config, engine(), promoted_model_provider(engine(), load))
+        if slack_enabled(config)
+        else None
+    )
     if slack_app is None:
         console.print("Slack is not configured (SLACK_BOT_TOKEN): serving the API only")
-    app = create_app(config, engine(), slack_app=slack_app)
+    app = create_app(config, engine(), backend_loader=load, slack_app=slack_app)
     uvicorn.run(app, host=host or config.host, port=port or config.port, log_level="info")
 
 
@@ -33,7 +39,7 @@ def worker_command() -> None:
     """Run scheduled and queued retrains until stopped."""
     from brandvoice.bot.services import make_worker
 
-    worker = make_worker(settings(), engine())
+    worker = make_worker(settings(), engine(), backends=backends())
     console.print(
         f"worker {worker.name} started; schedule {settings().retrain_schedule} ({settings().timezone})"
     )

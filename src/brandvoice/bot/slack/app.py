@@ -18,7 +18,7 @@ from brandvoice.bot.slack.auth import CuratorAuth
 from brandvoice.bot.slack.client import make_client
 from brandvoice.bot.slack.deps import ChatProvider, SlackDeps
 from brandvoice.bot.slack.listeners import register_listeners
-from brandvoice.bot.slack.provider import promoted_model_provider, settings_backend_loader
+from brandvoice.bot.slack.provider import promoted_model_provider
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,9 @@ def create_slack_app(
     :func:`start_socket_mode` when ``SLACK_APP_TOKEN`` is set.
     """
     if chat_provider is None:
-        chat_provider = promoted_model_provider(engine, settings_backend_loader(settings))
+        from brandvoice.bot.backends import Backends
+
+        chat_provider = promoted_model_provider(engine, Backends(settings).load)
     return build_slack_app(build_deps(settings, engine, chat_provider, client))
 
 

@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from brandvoice.inference.chat import ChatBackend
-
 MIN_EXAMPLES = 10
 """Both OpenAI and Together refuse (or waste) jobs with fewer training examples."""
 
@@ -57,8 +55,6 @@ class HostedConfig:
     give_up_after_s: float = 3600.0
     """Transient errors for this long in a row fail the run (it can be resumed later)."""
     request_timeout_s: float = 120.0
-    chat_timeout_s: float = 60.0
-    chat_concurrency: int = 4
 
 
 @dataclass(frozen=True)
@@ -145,10 +141,6 @@ class HostedProvider(Protocol):
 
     def fetch_artifacts(self, job: HostedJob, directory: Path) -> Path | None:
         """Download what the job produced for local serving (an adapter); None when nothing."""
-        ...
-
-    def chat_backend(self, model_id: str) -> ChatBackend:
-        """The fine-tuned model served on the provider's OpenAI-compatible endpoint."""
         ...
 
 

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import openai
 
-from brandvoice.inference.chat import ChatBackend
 from brandvoice.trainer.hosted.base import (
     HostedJob,
     HostedTrainingError,
@@ -63,13 +62,9 @@ class OpenAIFineTuning:
         base_url: str,
         base_model: str,
         timeout: float = 120.0,
-        chat_timeout: float = 60.0,
-        chat_concurrency: int = 4,
     ) -> None:
         self.base_model = base_model
         self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
-        self.chat_timeout, self.chat_concurrency = chat_timeout, chat_concurrency
         self.client = openai.OpenAI(
             api_key=api_key, base_url=self.base_url, timeout=timeout, max_retries=0
         )
@@ -181,17 +176,6 @@ class OpenAIFineTuning:
 
     def fetch_artifacts(self, job: HostedJob, directory: Path) -> Path | None:
         return None  # OpenAI serves the model; there is nothing to download
-
-    def chat_backend(self, model_id: str) -> ChatBackend:
-        from brandvoice.inference.openai_chat import OpenAIChat
-
-        return OpenAIChat(
-            model_id,
-            base_url=self.base_url,
-            api_key=self.api_key,
-            timeout=self.chat_timeout,
-            concurrency=self.chat_concurrency,
-        )
 
     def _job(self, job: Any) -> HostedJob:
         error = None

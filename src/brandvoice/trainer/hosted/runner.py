@@ -59,8 +59,6 @@ def make_provider(backend: str, config: HostedConfig) -> HostedProvider:
             base_url=config.openai_base_url,
             base_model=config.openai_model,
             timeout=config.request_timeout_s,
-            chat_timeout=config.chat_timeout_s,
-            chat_concurrency=config.chat_concurrency,
         )
     if backend == "together":
         if not config.together_api_key:
@@ -74,8 +72,6 @@ def make_provider(backend: str, config: HostedConfig) -> HostedProvider:
             base_url=config.together_base_url,
             base_model=config.together_model,
             timeout=config.request_timeout_s,
-            chat_timeout=config.chat_timeout_s,
-            chat_concurrency=config.chat_concurrency,
         )
     raise ValueError(f"unknown training backend {backend!r}; choose local, openai or together")
 

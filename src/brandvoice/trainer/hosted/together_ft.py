@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import together
 
-from brandvoice.inference.chat import ChatBackend
 from brandvoice.trainer.hosted.base import (
     HostedJob,
     HostedTrainingError,
@@ -62,15 +61,10 @@ class TogetherFineTuning:
         base_url: str,
         base_model: str,
         timeout: float = 120.0,
-        chat_timeout: float = 60.0,
-        chat_concurrency: int = 4,
     ) -> None:
         """``base_url`` is the OpenAI-compatible one (``.../v1``); the SDK adds ``/v1`` itself."""
         self.base_model = base_model
-        self.chat_base_url = base_url.rstrip("/")
-        self.api_key = api_key
-        self.chat_timeout, self.chat_concurrency = chat_timeout, chat_concurrency
-        sdk_url = self.chat_base_url.removesuffix("/v1")
+        sdk_url = base_url.rstrip("/").removesuffix("/v1")
         self.client = together.Together(
             api_key=api_key, base_url=sdk_url, timeout=timeout, max_retries=0
         )
@@ -215,17 +209,6 @@ class TogetherFineTuning:
             return unpack_adapter(archive, directory / "adapter")
         finally:
             archive.unlink(missing_ok=True)
-
-    def chat_backend(self, model_id: str) -> ChatBackend:
-        from brandvoice.inference.openai_chat import OpenAIChat
-
-        return OpenAIChat(
-            model_id,
-            base_url=self.chat_base_url,
-            api_key=self.api_key,
-            timeout=self.chat_timeout,
-            concurrency=self.chat_concurrency,
-        )
 
 
 def unpack_adapter(archive: Path, destination: Path) -> Path:
