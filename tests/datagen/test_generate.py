@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlmodel import col, select
 
-from brandvoice.datagen.calls import GenerationAborted, RetryPolicy
+from brandvoice.datagen.calls import GenerationAborted
 from brandvoice.datagen.filters import FILTER_ORDER
 from brandvoice.datagen.generate import GenerateConfig, GenerateSummary, generate_variations
 from brandvoice.inference.openai_chat import OpenAIChat
+from brandvoice.inference.retry import RetryPolicy
 from brandvoice.store.candidates import GenerationCandidate, list_candidates
 from brandvoice.store.db import session_scope
 from brandvoice.store.models import Example, ExampleSource, Split
@@ -26,13 +27,15 @@ def writer(openai_server) -> FakeWriter:
     return fake
 
 
-def backend(server, *, supports_json: bool = True, max_retries: int = 0) -> OpenAIChat:
+def backend(server, *, supports_json: bool = True) -> OpenAIChat:
+    """Two retries of a passing failure (three requests), with short waits."""
     return OpenAIChat(
         "fake-generator",
         base_url=server.base_url,
         api_key="sk-test",
         supports_json=supports_json,
-        max_retries=max_retries,
+        max_retries=2,
+        retry=RetryPolicy(initial_wait_s=0.01),
         concurrency=4,
     )
 
@@ -40,7 +43,6 @@ def backend(server, *, supports_json: bool = True, max_retries: int = 0) -> Open
 def generate(engine, server, embed, count_tokens, **options) -> GenerateSummary:
     supports_json = options.pop("supports_json", True)
     on_progress = options.pop("on_progress", None)
-    options.setdefault("retry", RetryPolicy(attempts=3, backoff_s=0.01))
     return generate_variations(
         engine,
         backend(server, supports_json=supports_json),

@@ -8,6 +8,7 @@ from email.utils import formatdate
 
 import pytest
 
+from brandvoice.inference.retry import parse_retry_after
 from brandvoice.inference.tokens import count_chat_tokens_batch
 from brandvoice.trainer.hosted import (
     HostedConfig,
@@ -16,7 +17,7 @@ from brandvoice.trainer.hosted import (
     make_provider,
     preflight,
 )
-from brandvoice.trainer.hosted.base import parse_retry_after, provider_message, status_error
+from brandvoice.trainer.hosted.base import provider_message, status_error
 from brandvoice.trainer.hosted.openai_ft import token_limit_for
 from brandvoice.trainer.hosted.together_ft import unpack_adapter
 from tests.fakes.together_server import ADAPTER_CONFIG, adapter_archive

@@ -16,6 +16,7 @@ from brandvoice.inference import (
     Sampling,
     make_chat_backend,
 )
+from brandvoice.inference.retry import RetryPolicy
 from tests.fakes import FakeOpenAIServer, FakeResponse, chat_completion, openai_error
 
 CHAT = "/v1/chat/completions"
@@ -85,7 +86,48 @@ def test_rate_limit_is_retried_after_the_delay_the_server_asked_for(openai_serve
     assert result.text == "echo: Where is my order?"
     first, second = openai_server.requests_to("POST", CHAT)
     assert second.received_at - first.received_at >= 1.0
-    assert second.headers["x-stainless-retry-count"] == "1"
+
+
+def test_retries_make_at_most_max_retries_plus_one_requests_not_the_sdks_on_top(openai_server):
+    down = openai_error(503, "overloaded", type="server_error")
+    openai_server.script("POST", CHAT, *[down] * 10)
+    chat = make_chat(openai_server, max_retries=2, retry=RetryPolicy(initial_wait_s=0.01))
+
+    with pytest.raises(ChatBackendError) as raised:
+        chat.complete(MESSAGES)
+
+    assert raised.value.status_code == 503 and raised.value.retryable
+    assert "(3 requests over 0 s)" in str(raised.value)
+    assert len(openai_server.requests_to("POST", CHAT)) == 3
+    assert {r.headers["x-stainless-retry-count"] for r in openai_server.requests} == {"0"}
+
+
+def test_a_retry_after_past_the_deadline_is_not_waited_for(openai_server):
+    busy = openai_error(429, "Slow down", code="rate_limit_exceeded", headers={"retry-after": "30"})
+    openai_server.script("POST", CHAT, busy)
+    chat = make_chat(openai_server, max_retries=4, retry=RetryPolicy(deadline_s=5.0))
+
+    started = time.monotonic()
+    with pytest.raises(ChatBackendError) as raised:
+        chat.complete(MESSAGES)
+
+    assert time.monotonic() - started < 5.0
+    assert raised.value.status_code == 429 and "rate limited" in str(raised.value)
+    assert len(openai_server.requests_to("POST", CHAT)) == 1
+
+
+def test_the_total_deadline_stops_retrying_a_server_that_keeps_failing(openai_server):
+    down = openai_error(502, "Bad gateway", type="server_error")
+    openai_server.script("POST", CHAT, *[down] * 50)
+    policy = RetryPolicy(initial_wait_s=0.2, max_wait_s=0.2, deadline_s=1.0, jitter=0)
+    chat = make_chat(openai_server, max_retries=40, retry=policy)
+
+    started = time.monotonic()
+    with pytest.raises(ChatBackendError, match="Bad gateway"):
+        chat.complete(MESSAGES)
+
+    assert 1.0 <= time.monotonic() - started < 2.5
+    assert 4 <= len(openai_server.requests_to("POST", CHAT)) <= 6
 
 
 def test_server_error_is_retried_with_backoff(openai_server):

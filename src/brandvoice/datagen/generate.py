@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from brandvoice.datagen.calls import Call, RetryPolicy, run_calls
+from brandvoice.datagen.calls import Call, run_calls
 from brandvoice.datagen.filters import CandidateFilter, Draft, Embedder, FilterConfig
 from brandvoice.datagen.guidelines import guidelines_for_prompt
 from brandvoice.datagen.outcome import Outcome
@@ -56,7 +56,6 @@ class GenerateConfig:
     """None: every strategy for a JSON-capable generator, ``LOCAL_STRATEGIES`` otherwise."""
     seed: int = 0
     concurrency: int = 4
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
     chunk_size: int = 16
     """Candidates stored per transaction (whole parents at a time)."""
     request_sampling: Sampling = field(
@@ -220,7 +219,7 @@ def _generate(
         request_sampling=config.request_sampling,
         reply_sampling=config.reply_sampling,
     )
-    results = run_calls(generator, [j.call for j in jobs], config.concurrency, config.retry)
+    results = run_calls(generator, [j.call for j in jobs], config.concurrency)
     to_answer: list[tuple[Outcome, str]] = []
     for job, result in zip(jobs, results, strict=True):
         items = read_job(job, result) if isinstance(result, ChatResult) else None
@@ -249,7 +248,7 @@ def _generate(
         )
         for o, request in to_answer
     ]
-    answers = run_calls(responder, calls, config.concurrency, config.retry)
+    answers = run_calls(responder, calls, config.concurrency)
     for (outcome, request), answer in zip(to_answer, answers, strict=True):
         if not isinstance(answer, ChatResult):
             outcome.error = answer

@@ -1,9 +1,11 @@
 """Chat through any server that speaks OpenAI's ``/v1/chat/completions``: OpenAI, vLLM, Ollama, llama.cpp.
 
-Retries are the SDK's own (``max_retries``): it retries timeouts, connection errors, 408, 409, 429
-and 5xx with exponential backoff (0.5 s doubling to 8 s, with jitter) and waits exactly what a
-``Retry-After``/``retry-after-ms`` header asks for, up to 2 minutes (longer asks are not retried).
-Anything left after that becomes a :class:`ChatBackendError` carrying the provider's message.
+Opening a request is retried on timeouts, lost connections, 408, 409, 429 and 5xx by the project's
+one policy (:mod:`brandvoice.inference.retry`: backoff with jitter, never sooner than
+``Retry-After``, within a total deadline); the SDK's own retries are off, so ``max_retries`` bounds
+the HTTP requests of one reply at ``max_retries + 1``. A stream that breaks after text arrived is
+not retried (the text is already out). What still fails becomes a :class:`ChatBackendError`
+carrying the provider's message.
 
 Every request streams (``stream: true`` with ``stream_options.include_usage``): ``stream`` hands the
 chunks on as they arrive, and ``complete`` collects the same chunks, so both share one code path.
@@ -15,6 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Literal
 
 import openai
@@ -29,6 +32,12 @@ from brandvoice.inference.chat import (
     stream_from_thread,
 )
 from brandvoice.inference.errors import ChatBackendError, ChatTimeoutError
+from brandvoice.inference.retry import (
+    RetriesExhausted,
+    RetryPolicy,
+    call_with_retries,
+    parse_retry_after,
+)
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 NO_API_KEY = "no-key"
@@ -39,7 +48,7 @@ _HINTS = {
     401: "check the API key",
     403: "the API key may not use this model or endpoint",
     404: "check the model name and the base URL",
-    429: "rate limited even after retrying; lower the concurrency or try later",
+    429: "rate limited; lower the concurrency or try later",
 }
 _RETRYABLE = {408, 409, 429}
 
@@ -55,12 +64,14 @@ class OpenAIChat:
         api_key: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 4,
+        retry: RetryPolicy | None = None,
         concurrency: int = 8,
         supports_json: bool = True,
         token_limit_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
-        """``token_limit_field``: OpenAI's reasoning models accept only ``max_completion_tokens``,
+        """``max_retries``: requests after the first; ``retry``: the waits and total deadline.
+        ``token_limit_field``: OpenAI's reasoning models accept only ``max_completion_tokens``,
         while llama.cpp and older servers know only ``max_tokens``."""
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -68,6 +79,7 @@ class OpenAIChat:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
+        self.retry = replace(retry or RetryPolicy(), attempts=max_retries + 1)
         self.concurrency = concurrency
         self.supports_json = supports_json
         self.token_limit_field = token_limit_field
@@ -75,7 +87,7 @@ class OpenAIChat:
             api_key=api_key or NO_API_KEY,
             base_url=self.base_url,
             timeout=timeout,
-            max_retries=max_retries,
+            max_retries=0,
             default_headers=dict(default_headers or {}),
         )
 
@@ -110,8 +122,7 @@ class OpenAIChat:
         self, messages: Messages, sampling: Sampling, stop: threading.Event
     ) -> Iterator[ChatDelta]:
         """The server's chunks as deltas, then one with the finish reason and the counts."""
-        with self._errors_as_ours():
-            chunks = self.client.chat.completions.create(**self.request_body(messages, sampling))
+        chunks = self._open(self.request_body(messages, sampling))
         parts: list[str] = []
         model, finish_reason, usage, answered = self.model_name, None, None, False
         with chunks, self._errors_as_ours():
@@ -134,20 +145,36 @@ class OpenAIChat:
             )
         yield ChatDelta("", finish_reason, _usage(usage, messages, "".join(parts)), model)
 
+    def _open(self, body: dict[str, Any]) -> Any:
+        """The request's stream, opened under the retry policy."""
+
+        def once() -> Any:
+            with self._errors_as_ours():
+                return self.client.chat.completions.create(**body)
+
+        try:
+            return call_with_retries(
+                once,
+                self.retry,
+                transient=lambda exc: isinstance(exc, ChatBackendError) and exc.retryable,
+                retry_after=lambda exc: getattr(exc, "retry_after", None),
+            )
+        except RetriesExhausted as exc:
+            raise _after_retries(exc) from exc.last.__cause__
+
     @contextmanager
     def _errors_as_ours(self) -> Iterator[None]:
-        """The SDK's exceptions, once its retries are spent, as :class:`ChatBackendError`."""
+        """The SDK's exceptions as :class:`ChatBackendError` (``retryable`` when passing)."""
         try:
             yield
         except openai.APITimeoutError as exc:
             raise ChatTimeoutError(
                 f"no reply from {self.base_url} (model {self.model_name!r}) within "
-                f"{self.timeout:g} s, {self.max_retries} retries included"
+                f"{self.timeout:g} s"
             ) from exc
         except openai.APIConnectionError as exc:
             raise ChatBackendError(
-                f"cannot reach {self.base_url} (model {self.model_name!r}) after "
-                f"{self.max_retries} retries: {exc.__cause__ or exc}",
+                f"cannot reach {self.base_url} (model {self.model_name!r}): {exc.__cause__ or exc}",
                 retryable=True,
             ) from exc
         except openai.APIStatusError as exc:
@@ -177,7 +204,7 @@ class OpenAIChat:
     def _status_error(self, exc: openai.APIStatusError) -> ChatBackendError:
         status = exc.status_code
         provider_message = _provider_message(exc)
-        hint = _HINTS.get(status, "server error even after retrying" if status >= 500 else "")
+        hint = _HINTS.get(status, "server error" if status >= 500 else "")
         code = f" ({exc.code})" if exc.code else ""
         return ChatBackendError(
             f"{self.base_url} answered {status}{code} for model {self.model_name!r}: "
@@ -185,7 +212,17 @@ class OpenAIChat:
             status_code=status,
             provider_message=provider_message,
             retryable=status in _RETRYABLE or status >= 500,
+            retry_after=parse_retry_after(exc.response.headers),
         )
+
+
+def _after_retries(exhausted: RetriesExhausted) -> ChatBackendError:
+    """The last error, its message saying how many requests were made over how long."""
+    last = exhausted.last
+    assert isinstance(last, ChatBackendError)
+    if exhausted.attempts > 1:
+        last.args = (f"{last} ({exhausted.attempts} requests over {exhausted.elapsed_s:.0f} s)",)
+    return last
 
 
 def _provider_message(exc: openai.APIStatusError) -> str:

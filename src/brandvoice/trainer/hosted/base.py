@@ -9,12 +9,12 @@ cost estimate (billed tokens = epochs × Σ min(limit, tokens per example), pric
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from brandvoice.inference.retry import parse_retry_after
 
 MIN_EXAMPLES = 10
 """Both OpenAI and Together refuse (or waste) jobs with fewer training examples."""
@@ -53,7 +53,8 @@ class HostedConfig:
     """First wait after a transient error (a longer ``Retry-After`` wins); doubles each time."""
     retry_max_s: float = 300.0
     give_up_after_s: float = 3600.0
-    """Transient errors for this long in a row fail the run (it can be resumed later)."""
+    """A call still failing transiently this long after its first try fails the run (it can be
+    resumed later); no retry is made whose wait would reach past it."""
     request_timeout_s: float = 120.0
 
 
@@ -201,28 +202,6 @@ def provider_message(body: object, fallback: str) -> tuple[str, str | None]:
     return fallback, None
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds a server asked us to wait: ``retry-after-ms``, ``retry-after`` seconds or date."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    if (ms := lowered.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 def refusal_hint(status: int | None, code: str | None, message: str, key_setting: str) -> str:
     """What to do about a refusal, from its status, code and words."""
     text = f"{code or ''} {message}".lower()
@@ -241,9 +220,9 @@ def refusal_hint(status: int | None, code: str | None, message: str, key_setting
     if status == 404:
         return "check the base model name and the base URL"
     if status is not None and status >= 500:
-        return "the provider is failing; try again later (the run can be resumed)"
+        return "the provider is failing"
     if status == 429:
-        return "rate limited even after waiting; try again later (the run can be resumed)"
+        return "rate limited"
     return "fix what the provider says, then start a new run"
 
 

@@ -3,8 +3,9 @@
 The job id is written to the run the moment the provider accepts the job, so a worker that dies
 mid-poll leaves a run that the next worker resumes: it polls the same job and never submits a
 second one. Polls back off while nothing changes; transient errors (rate limits, outages) are
-retried with exponential backoff that waits at least what ``Retry-After`` asks; refusals fail the
-run with the provider's message and a hint. A cancel request cancels the provider's job too.
+retried by the project's one policy (:mod:`brandvoice.inference.retry`: backoff, never sooner than
+``Retry-After``, up to a total deadline per call); refusals fail the run with the provider's
+message and a hint. A cancel request cancels the provider's job too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine
 
+from brandvoice.inference.retry import RetriesExhausted, RetryPolicy, call_with_retries
 from brandvoice.store.db import session_scope
 from brandvoice.store.models import DatasetSnapshot, TrainingRun
 from brandvoice.store.runs import RunCancelled
@@ -213,35 +215,47 @@ class _JobState:
         return {"hosted": hosted, "train": train}
 
 
-@dataclass
-class _Retrier:
-    """Retries transient provider errors: exponential backoff, never sooner than Retry-After."""
+Retry = Callable[[Callable[[], T]], T]
 
-    config: HostedConfig
-    sleep: Callable[[float], None]
-    clock: Callable[[], float]
 
-    def __call__(self, call: Callable[[], T]) -> T:
-        delay, first_failure = self.config.retry_initial_s, None
-        while True:
-            try:
-                return call()
-            except HostedTrainingError as exc:
-                if not exc.transient:
-                    raise
-                now = self.clock()
-                first_failure = now if first_failure is None else first_failure
-                if now - first_failure >= self.config.give_up_after_s:
-                    raise HostedTrainingError(
-                        f"{exc} (still failing after {now - first_failure:.0f} s of retries)",
-                        provider_message=exc.provider_message,
-                        status_code=exc.status_code,
-                        code=exc.code,
-                    ) from exc
-                wait = min(max(delay, exc.retry_after or 0.0), self.config.give_up_after_s)
-                log.warning("%s; retrying in %.1f s", exc, wait)
-                self.sleep(wait)
-                delay = min(delay * 2, self.config.retry_max_s)
+def provider_retry(
+    config: HostedConfig,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Retry[Any]:
+    """Each provider call under the one retry policy: transient errors are retried (backoff from
+    ``retry_initial_s`` to ``retry_max_s``, never sooner than ``Retry-After``) until
+    ``give_up_after_s`` has passed; then the run fails with the last error and can be resumed."""
+    policy = RetryPolicy(
+        attempts=None,
+        initial_wait_s=config.retry_initial_s,
+        max_wait_s=config.retry_max_s,
+        deadline_s=config.give_up_after_s,
+        jitter=0.0,
+    )
+
+    def retry(call: Callable[[], T]) -> T:
+        try:
+            return call_with_retries(
+                call,
+                policy,
+                transient=lambda exc: isinstance(exc, HostedTrainingError) and exc.transient,
+                retry_after=lambda exc: getattr(exc, "retry_after", None),
+                sleep=sleep,
+                clock=clock,
+            )
+        except RetriesExhausted as exhausted:
+            last = exhausted.last
+            assert isinstance(last, HostedTrainingError)
+            raise HostedTrainingError(
+                f"{last}; still failing after {exhausted.elapsed_s:.0f} s "
+                f"({exhausted.attempts} attempts) — try again later (the run can be resumed)",
+                provider_message=last.provider_message,
+                status_code=last.status_code,
+                code=last.code,
+            ) from last
+
+    return retry
 
 
 def run_hosted_training(
@@ -263,7 +277,7 @@ def run_hosted_training(
     submit a new one; then follow it to the end. Raises ``RunCancelled`` or
     :class:`HostedTrainingError` (the provider's message and a hint) when it does not succeed."""
     began = clock()
-    retry = _Retrier(config, sleep, clock)
+    retry = provider_retry(config, sleep, clock)
     state = _JobState(provider.name, provider.base_model, start, end)
     job_id, previous = _recorded_job(engine, run_id)
     if job_id is None:
@@ -306,7 +320,7 @@ def _submit(
     config: HostedConfig,
     progress: Progress,
     state: _JobState,
-    retry: _Retrier,
+    retry: Retry[Any],
     count_tokens: TokenCounter | None,
 ) -> str:
     estimate = snapshot_preflight(snapshot, provider, config, count_tokens)
@@ -343,7 +357,7 @@ def _follow(
     config: HostedConfig,
     progress: Progress,
     state: _JobState,
-    retry: _Retrier,
+    retry: Retry[Any],
     sleep: Callable[[float], None],
 ) -> HostedJob:
     """Poll until the job finishes. Between polls the run still reports every
@@ -377,7 +391,7 @@ def _follow(
 
 
 def _cancel(
-    run_id: int, provider: HostedProvider, progress: Progress, state: _JobState, retry: _Retrier
+    run_id: int, provider: HostedProvider, progress: Progress, state: _JobState, retry: Retry[Any]
 ) -> None:
     assert state.job_id is not None
     try:
@@ -398,7 +412,7 @@ def _fetch_adapter(
     output_dir: Path,
     progress: Progress,
     state: _JobState,
-    retry: _Retrier,
+    retry: Retry[Any],
     training: dict[str, Any],
 ) -> Path | None:
     """The downloaded adapter, or None; a failed download is recorded, since the hosted model
