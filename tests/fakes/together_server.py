@@ -4,7 +4,8 @@ It is a :class:`~tests.fakes.openai_server.FakeOpenAIServer` (same recording, sc
 OpenAI-compatible ``/v1/chat/completions``) with Together's fine-tuning routes: the file upload
 handshake (``POST /v1/files`` answers 302 to a ``PUT`` of the content, then ``preprocess``), model
 limits, price estimate, LoRA jobs that move along a scripted :class:`TogetherPlan`, events,
-metrics, cancel, and the adapter download. The SDK's ``base_url`` is :attr:`root_url`.
+metrics (a step's training and evaluation metrics as separate rows, as Together documents them),
+cancel, and the adapter download. The SDK's ``base_url`` is :attr:`root_url`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class TogetherPlan:
     max_seq_length: int = 8192
     compression: str = "gzip"
     """How the adapter archive is packed: ``gzip`` or ``zstd`` (what Together sends)."""
+    estimated_price: float | None = 1.25
+    """Together's own price for a job; None: estimation unavailable for these files."""
 
 
 def adapter_archive(compression: str = "gzip") -> bytes:
@@ -59,11 +62,9 @@ def adapter_archive(compression: str = "gzip") -> bytes:
             tar.addfile(info, io.BytesIO(content))
     raw = buffer.getvalue()
     if compression == "zstd":
-        import subprocess
+        import zstandard
 
-        return subprocess.run(
-            ["zstd", "-q", "-c"], input=raw, capture_output=True, check=True
-        ).stdout
+        return zstandard.ZstdCompressor().compress(raw)
     import gzip
 
     return gzip.compress(raw)
@@ -185,14 +186,22 @@ class FakeTogetherServer(FakeOpenAIServer):
         )
 
     def _estimate(self, request: RecordedRequest) -> FakeResponse:
+        body = request.body if isinstance(request.body, dict) else {}
+        if body.get("training_file") not in self.files:
+            return openai_error(400, f"Training file {body.get('training_file')} not found")
+        if self.plan.estimated_price is None:
+            return FakeResponse(
+                200, {"estimation_available": False, "unavailable_reason": "train_file_invalid"}
+            )
+        evals = int(body.get("n_evals") or 0) if body.get("validation_file") else 0
         return FakeResponse(
             200,
             {
                 "estimation_available": True,
                 "allowed_to_proceed": True,
-                "estimated_total_price": 1.25,
-                "estimated_train_token_count": 12345,
-                "estimated_eval_token_count": 0,
+                "estimated_total_price": self.plan.estimated_price,
+                "estimated_train_token_count": 12000,
+                "estimated_eval_token_count": 100 * evals,
                 "user_limit": 100.0,
             },
         )
@@ -278,17 +287,25 @@ class FakeTogetherServer(FakeOpenAIServer):
             return FakeResponse(200, {"data": list(self.events[job_id])})
 
     def _list_metrics(self, request: RecordedRequest) -> FakeResponse:
+        """Training rows for the steps done; an evaluation row (``eval/*`` keys, with
+        ``train/global_step``) for each of the job's ``n_evals`` evaluation steps, logged only
+        once training has moved past that step (or finished), so it can arrive a poll later."""
         job_id = request.params["job_id"]
         if job_id not in self.jobs:
             return openai_error(404, f"Fine-tune job {job_id} not found")
         start = int(parse_qs(request.query).get("global_step_from", ["0"])[-1])
         with self._job_lock:
-            done = self._steps[job_id]
-        rows = [
-            {"train/global_step": step, "train/loss": loss, "eval/loss": round(loss + 0.2, 4)}
-            for step, loss in enumerate(self.plan.losses[:done], start=1)
-            if step >= start
-        ]
+            done, job = self._steps[job_id], self.jobs[job_id]
+        total = len(self.plan.losses)
+        evals = int(job.get("n_evals") or 0) if job.get("validation_file") else 0
+        eval_steps = {round(total * k / evals) for k in range(1, evals + 1)} if evals else set()
+        rows: list[dict[str, Any]] = []
+        for step, loss in enumerate(self.plan.losses[:done], start=1):
+            if step < start:
+                continue
+            rows.append({"train/global_step": step, "train/loss": loss, "train/epoch": step})
+            if step in eval_steps and (step < done or job["status"] == "completed"):
+                rows.append({"train/global_step": step, "eval/loss": round(loss + 0.2, 4)})
         return FakeResponse(200, {"metrics": rows})
 
     def _cancel_job(self, request: RecordedRequest) -> FakeResponse:

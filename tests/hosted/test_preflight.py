@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from email.utils import formatdate
 
 import pytest
 
 from brandvoice.inference.retry import parse_retry_after
 from brandvoice.inference.tokens import count_chat_tokens_batch
+from brandvoice.store.db import session_scope
 from brandvoice.trainer.hosted import (
     HostedConfig,
     HostedTrainingError,
@@ -17,7 +17,7 @@ from brandvoice.trainer.hosted import (
     make_provider,
     preflight,
 )
-from brandvoice.trainer.hosted.base import provider_message, status_error
+from brandvoice.trainer.hosted.base import billed_eval_passes, provider_message, status_error
 from brandvoice.trainer.hosted.openai_ft import token_limit_for
 from brandvoice.trainer.hosted.together_ft import unpack_adapter
 from tests.fakes.together_server import ADAPTER_CONFIG, adapter_archive
@@ -30,7 +30,7 @@ def chat(words: int) -> list[dict[str, str]]:
     ]
 
 
-def check(train, val=(), limit=1000, price=2.0):  # type: ignore[no-untyped-def]
+def check(train, val=(), limit=1000, price=2.0, eval_passes=0):  # type: ignore[no-untyped-def]
     return preflight(
         list(train),
         list(val),
@@ -38,6 +38,7 @@ def check(train, val=(), limit=1000, price=2.0):  # type: ignore[no-untyped-def]
         base_model="gpt-4o-mini-2024-07-18",
         token_limit=limit,
         epochs=3,
+        eval_passes=eval_passes,
         price_per_million_tokens=price,
         count_tokens=count_chat_tokens_batch,
     )
@@ -55,6 +56,46 @@ def test_cost_is_epochs_times_the_tokens_of_every_training_example():
     assert f"about {3 * sum(tokens):,} billed tokens" in estimate.summary()
     assert "estimated cost $0.0058 at $2 per 1M tokens" in estimate.summary()
     assert "no price configured" in check(train, price=0.0).summary()
+
+
+def test_evaluation_passes_over_the_validation_set_are_billed_too():
+    train, val = [chat(10 * (i + 1)) for i in range(12)], [chat(5), chat(50)]
+    train_tokens, val_tokens = (
+        sum(count_chat_tokens_batch(train)),
+        sum(count_chat_tokens_batch(val)),
+    )
+
+    estimate = check(train, val, eval_passes=3)
+
+    assert estimate.billed_tokens == 3 * train_tokens + 3 * val_tokens
+    assert "3 epochs and 3 evaluation passes" in estimate.summary()
+    assert billed_eval_passes("together", 3, has_validation=True) == 3
+    assert billed_eval_passes("together", 3, has_validation=False) == 0
+    assert billed_eval_passes("openai", 3, has_validation=True) == 0
+
+
+def test_a_snapshot_estimates_its_cost_as_the_hosted_preflight_does(engine, count_tokens, tmp_path):
+    from brandvoice.store.examples import NewExample, add_examples
+    from brandvoice.store.models import ExampleSource
+    from brandvoice.store.snapshots import SnapshotOptions, snapshot_dataset
+    from brandvoice.trainer.sft_data import read_chat_jsonl
+    from tests.hosted.conftest import brand_rows
+
+    with session_scope(engine) as session:
+        add_examples(
+            session,
+            [NewExample(r["messages"], ExampleSource.IMPORT) for r in brand_rows()],
+            count_tokens,
+        )
+        options = SnapshotOptions(epochs=3, eval_passes=3, price_per_million_tokens=2.0)
+        snapshot, _ = snapshot_dataset(session, tmp_path, options)
+    train, val = read_chat_jsonl(snapshot.train_path), read_chat_jsonl(snapshot.val_path)
+    assert val, "the sample snapshot holds validation examples"
+
+    estimate = check(train, val, limit=options.max_tokens_per_example, eval_passes=3)
+
+    assert snapshot.stats["estimated_training_tokens"] == estimate.billed_tokens
+    assert snapshot.stats["estimated_cost"] == estimate.estimated_cost
 
 
 def test_fewer_than_ten_examples_are_refused():
@@ -134,16 +175,7 @@ def test_a_provider_without_a_key_is_refused_up_front():
         make_provider("bedrock", HostedConfig(openai_api_key="sk"))
 
 
-@pytest.mark.parametrize(
-    "compression",
-    [
-        "gzip",
-        pytest.param(
-            "zstd",
-            marks=pytest.mark.skipif(shutil.which("zstd") is None, reason="no zstd program"),
-        ),
-    ],
-)
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
 def test_adapter_archives_unpack_to_the_folder_with_the_adapter_config(tmp_path, compression):
     archive = tmp_path / "download"
     archive.write_bytes(adapter_archive(compression))

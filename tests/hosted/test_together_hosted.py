@@ -55,6 +55,10 @@ def test_a_lora_job_that_succeeds_registers_the_hosted_model_and_its_adapter(
     assert json.loads((adapter / "adapter_config.json").read_text()) == ADAPTER_CONFIG
     assert (adapter / "adapter_model.safetensors").is_file()
     assert version.eval["training"]["trained_tokens"] == 9876
+    # Training and evaluation rows of a step are one point: the evaluation keeps the train loss.
+    assert version.eval["training"]["first_train_loss"] == 1.8
+    assert version.eval["training"]["final_train_loss"] == 0.7
+    assert run.metrics["train"] == {"step": 3, "loss": 0.7, "eval_loss": 0.9}
     assert version.eval["verdict"]["recommend_promote"] is True
     asked = [r.body["model"] for r in together_server.requests_to("POST", "/v1/chat/completions")]
     assert model_id in asked
@@ -177,3 +181,102 @@ def test_cancelling_the_run_cancels_the_together_job(
     assert len(together_server.requests_to("POST", f"/v1/fine-tunes/{job_id}/cancel")) == 1
     assert together_server.jobs[job_id]["status"] == "cancelled"
     assert harness.versions() == []
+
+
+def test_the_estimate_is_togethers_own_price_with_its_evaluation_passes(
+    seeded, tmp_path, together_server: FakeTogetherServer
+):
+    harness = together_harness(seeded, tmp_path, together_server)
+    run = harness.execute(harness.enqueue("together"))
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    estimate = run.metrics["hosted"]["estimate"]
+    assert (estimate["priced_by"], estimate["estimated_cost"]) == ("Together AI", 1.25)
+    assert estimate["billed_tokens"] == 12000 + 100 * 3
+    ours = together_server.requests_to("POST", "/v1/fine-tunes/estimate-price")[0].body
+    assert ours["n_evals"] == 3 and ours["validation_file"] == "file-0002-fake"
+
+
+def test_without_togethers_price_the_local_estimate_bills_the_evaluation_passes(
+    seeded, tmp_path, count_tokens
+):
+    from brandvoice.trainer.sft_data import read_chat_jsonl
+
+    with FakeTogetherServer(TogetherPlan(estimated_price=None)) as server:
+        harness = together_harness(seeded, tmp_path, server)
+        run = harness.execute(harness.enqueue("together"))
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    with session_scope(seeded) as session:
+        snapshot = session.get(DatasetSnapshot, run.snapshot_id)
+        assert snapshot is not None
+        train, val = read_chat_jsonl(snapshot.train_path), read_chat_jsonl(snapshot.val_path)
+    estimate = run.metrics["hosted"]["estimate"]
+    assert estimate["priced_by"] is None and estimate["eval_passes"] == 3
+    billed = 3 * sum(count_tokens(train)) + 3 * sum(count_tokens(val))
+    assert estimate["billed_tokens"] == billed
+    assert estimate["estimated_cost"] == round(billed / 1e6 * 3.0, 4)
+
+
+def test_a_zstd_adapter_as_together_sends_it_is_unpacked(seeded, tmp_path):
+    with FakeTogetherServer(TogetherPlan(compression="zstd")) as server:
+        harness = together_harness(seeded, tmp_path, server)
+        run = harness.execute(harness.enqueue("together"))
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    (version,) = harness.versions()
+    adapter = Path(version.adapter_path or "")
+    assert json.loads((adapter / "adapter_config.json").read_text()) == ADAPTER_CONFIG
+
+
+def test_a_failed_adapter_download_fails_the_run_and_resuming_downloads_it(
+    seeded, tmp_path, together_server: FakeTogetherServer
+):
+    from brandvoice.store.runs import requeue_run
+
+    refused = openai_error(400, "Checkpoint is not ready for download")
+    together_server.script("GET", "/v1/finetune/download", refused)
+    harness = together_harness(seeded, tmp_path, together_server)
+    run_id = harness.enqueue("together")
+
+    failed = harness.execute(run_id)
+
+    assert failed.status == RunStatus.FAILED
+    assert "adapter could not be downloaded" in failed.error
+    assert "Checkpoint is not ready for download" in failed.error
+    assert "--resume" in failed.error and harness.versions() == []
+    with session_scope(seeded) as session:
+        requeue_run(session, run_id, "tester")
+    resumed = harness.execute(run_id)
+    assert resumed.status == RunStatus.SUCCEEDED, resumed.error
+    assert len(together_server.job_requests()) == 1
+    (version,) = harness.versions()
+    assert (Path(version.adapter_path or "") / "adapter_config.json").is_file()
+
+
+def test_a_rate_limited_poll_waits_as_asked_and_the_warning_says_it_will_retry(
+    seeded, tmp_path, together_server: FakeTogetherServer, caplog
+):
+    limited = openai_error(429, "Too many requests", headers={"retry-after": "1"})
+    together_server.script("GET", "/v1/fine-tunes/{job_id}", limited)
+    harness = together_harness(seeded, tmp_path, together_server)
+
+    with caplog.at_level("WARNING", logger="brandvoice.inference.retry"):
+        run = harness.execute(harness.enqueue("together"))
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    (job_id,) = together_server.jobs
+    first, second = together_server.requests_to("GET", f"/v1/fine-tunes/{job_id}")[:2]
+    assert second.received_at - first.received_at >= 1.0
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "brandvoice.inference.retry"]
+    assert "HTTP 429" in warning and "Too many requests" in warning
+    assert "retrying in 1.0 s (attempt 1 failed)" in warning
+    assert "even after" not in warning
+
+
+def test_the_default_base_url_is_the_documented_one():
+    from brandvoice.bot.settings import Settings
+    from brandvoice.trainer.hosted import HostedConfig
+
+    assert HostedConfig().together_base_url == "https://api.together.ai/v1"
+    assert Settings(_env_file=None).together_base_url == "https://api.together.ai/v1"  # type: ignore[call-arg]

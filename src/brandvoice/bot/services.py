@@ -21,6 +21,7 @@ from brandvoice.store.models import ModelVersion
 from brandvoice.store.snapshots import SnapshotOptions
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.hosted import HostedConfig
+from brandvoice.trainer.hosted.base import billed_eval_passes
 from brandvoice.trainer.pipeline import (
     PipelineConfig,
     PipelineServices,
@@ -43,14 +44,22 @@ def pipeline_config(settings: Settings, **train_overrides: Any) -> PipelineConfi
         train=train,
         min_new_examples=settings.min_new_examples,
         auto_promote=settings.auto_promote,
-        snapshot=SnapshotOptions(
-            synthetic_per_example=settings.synthetic_per_example,
-            epochs=train.epochs,
-            price_per_million_tokens=settings.price_per_million_tokens,
-            max_tokens_per_example=settings.max_example_tokens or DEFAULT_MAX_TOKENS,
-        ),
+        snapshot=snapshot_options(settings),
         general_texts=tuple(line for line in general if line.strip()),
         hosted=hosted_config(settings),
+    )
+
+
+def snapshot_options(settings: Settings, epochs: int | None = None) -> SnapshotOptions:
+    """How snapshots are taken, and their cost estimate: what a hosted job of ``epochs``
+    (default ``HOSTED_EPOCHS``) on the configured provider would bill."""
+    epochs = epochs or settings.hosted_epochs
+    return SnapshotOptions(
+        synthetic_per_example=settings.synthetic_per_example,
+        epochs=epochs,
+        eval_passes=billed_eval_passes(settings.training_backend, epochs, True),
+        price_per_million_tokens=settings.price_per_million_tokens,
+        max_tokens_per_example=settings.max_example_tokens or DEFAULT_MAX_TOKENS,
     )
 
 

@@ -36,15 +36,6 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
         return tiktoken.get_encoding(BUNDLED[DEFAULT_ENCODING])
 
 
-def encoding_for_model(model: str) -> tiktoken.Encoding:
-    """The encoding a model uses, falling back to ``cl100k_base`` for unknown or offline models."""
-    try:
-        name = tiktoken.encoding_name_for_model(model)
-    except KeyError:
-        name = DEFAULT_ENCODING
-    return get_encoding(name)
-
-
 def count_text_tokens(text: str, encoding: tiktoken.Encoding | None = None) -> int:
     enc = encoding or get_encoding()
     return len(enc.encode_ordinary(text))

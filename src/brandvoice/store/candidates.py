@@ -6,17 +6,16 @@ every drop stays explainable (its reason, the score of every filter, the raw mod
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Column, UniqueConstraint, func
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select, update
+
+from brandvoice.store.db import insert_skipping_conflicts
 
 # Not imported from ``models``: that module imports this one at its end to register the table,
 # so importing it here would be circular whenever this module is imported first.
@@ -95,18 +94,17 @@ def insert_candidates(
     """Insert candidate rows, skipping keys another run stored first; returns the new ids by key."""
     if not rows:
         return {}
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     created: dict[CandidateKey, int] = {}
     now = utcnow()
     values = [{"created_at": now, **row} for row in rows]
     for start in range(0, len(values), 500):
         statement = (
-            insert(GenerationCandidate)
-            .values(values[start : start + 500])
-            .on_conflict_do_nothing(
-                index_elements=["parent_id", "strategy", "item_index", "template_version"]
+            insert_skipping_conflicts(
+                session,
+                GenerationCandidate,
+                ["parent_id", "strategy", "item_index", "template_version"],
             )
+            .values(values[start : start + 500])
             .returning(
                 GenerationCandidate.id,
                 GenerationCandidate.parent_id,
@@ -135,14 +133,6 @@ def mark_dropped(session: Session, candidate_id: int, reason: str, detail: str) 
         .where(col(GenerationCandidate.id) == candidate_id)
         .values(verdict=CandidateVerdict.DROP, reason=reason, detail=detail)
     )  # type: ignore[call-overload]
-
-
-def candidate_counts(session: Session) -> Counter[tuple[str, str | None]]:
-    """Counts by (verdict, reason) over every candidate ever generated."""
-    query = select(GenerationCandidate.verdict, GenerationCandidate.reason, func.count()).group_by(
-        GenerationCandidate.verdict, GenerationCandidate.reason
-    )
-    return Counter({(str(v), r): n for v, r, n in session.exec(query).all()})
 
 
 def list_candidates(

@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from brandvoice.store.audit import record_audit
-from brandvoice.store.db import MAX_ROW_ID
+from brandvoice.store.db import MAX_ROW_ID, insert_skipping_conflicts
 from brandvoice.store.jsonl import DEFAULT_MAX_TOKENS, TokenCounter, check_messages
 from brandvoice.store.models import Example, ExampleSource, ExampleStatus, Split, utcnow
 from brandvoice.store.redact import ALLOWED, RedactionCounts, Redactor
@@ -171,10 +169,7 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
     instead of compiling a huge multi-VALUES statement.
     """
     table = Example.__table__  # type: ignore[attr-defined]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        insert(table).on_conflict_do_nothing(index_elements=["content_hash"]).returning(table.c.id)
-    )
+    statement = insert_skipping_conflicts(session, table, ["content_hash"]).returning(table.c.id)
     return list(session.connection().execute(statement, rows).scalars())
 
 

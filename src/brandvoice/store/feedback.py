@@ -12,11 +12,10 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from brandvoice.store.audit import record_audit
+from brandvoice.store.db import insert_skipping_conflicts
 from brandvoice.store.examples import (
     DEFAULT_VAL_SHARE,
     NewExample,
@@ -42,19 +41,14 @@ CLAIM_PREFIX = "event-claim:"
 """Key prefix of processed-event claims, kept in the ``setting`` table until a table of their own."""
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 # --- processed events --------------------------------------------------------------------------
 
 
 def claim_event(session: Session, key: str) -> bool:
     """True the first time ``key`` is claimed, in any process; False for every later delivery."""
     statement = (
-        _insert(session)(Setting)
+        insert_skipping_conflicts(session, Setting, ["key"])
         .values(key=CLAIM_PREFIX + key, value=None, updated_by="slack", updated_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["key"])
         .returning(Setting.key)
     )
     return session.exec(statement).first() is not None  # type: ignore[call-overload]
@@ -148,7 +142,7 @@ def record_vote(
     now = utcnow()
     votes = FeedbackVote.__table__  # the table, not the entity: skips the ORM's bulk-insert path
     inserted = session.exec(
-        _insert(session)(votes)  # type: ignore[call-overload]
+        insert_skipping_conflicts(session, votes)  # type: ignore[call-overload]
         .values(
             interaction_id=interaction_id,
             kind=kind.value,
@@ -157,7 +151,6 @@ def record_vote(
             event_id=event_id,
             created_at=now,
         )
-        .on_conflict_do_nothing()
         .returning(votes.c.id)
     ).first()
     if inserted is not None:

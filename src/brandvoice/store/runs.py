@@ -203,10 +203,3 @@ def recover_stale_runs(engine: Engine, stale_after: timedelta, max_attempts: int
 def latest_runs(session: Session, limit: int = 10) -> list[TrainingRun]:
     query = select(TrainingRun).order_by(col(TrainingRun.id).desc()).limit(limit)
     return list(session.exec(query).all())
-
-
-def has_active_run(session: Session, workspace: str = "default") -> bool:
-    query = select(TrainingRun.id).where(
-        col(TrainingRun.status).in_(ACTIVE), TrainingRun.workspace == workspace
-    )
-    return session.exec(query).first() is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,29 @@ MIN_EXAMPLES_FOR_VALIDATION = 5
 class SnapshotOptions:
     synthetic_per_example: int = 3
     epochs: int = 3
+    """Epochs of a hosted job, for the cost estimate."""
+    eval_passes: int = 0
+    """Passes over the validation set the hosted provider bills (Together: one per epoch)."""
     price_per_million_tokens: float = 0.0
     max_tokens_per_example: int = DEFAULT_MAX_TOKENS
+
+
+def estimate_training_cost(
+    train_tokens: Iterable[int],
+    val_tokens: Iterable[int],
+    *,
+    epochs: int,
+    eval_passes: int,
+    token_limit: int,
+    price_per_million_tokens: float,
+) -> tuple[int, float]:
+    """(billed tokens, dollars) of a hosted job: every epoch over the training examples and every
+    evaluation pass over the validation ones, each example cut at ``token_limit``. The one local
+    estimate: snapshots and the hosted pre-flight both use it."""
+    billed = epochs * sum(min(token_limit, t) for t in train_tokens) + eval_passes * sum(
+        min(token_limit, t) for t in val_tokens
+    )
+    return billed, round(billed / 1_000_000 * price_per_million_tokens, 4)
 
 
 def select_examples(
@@ -96,7 +118,14 @@ def snapshot_stats(
     for example in (*train, *val):
         by_source[str(example.source)] += 1
     train_tokens = sum(e.token_count for e in train)
-    billed = options.epochs * sum(min(options.max_tokens_per_example, e.token_count) for e in train)
+    billed, cost = estimate_training_cost(
+        (e.token_count for e in train),
+        (e.token_count for e in val),
+        epochs=options.epochs,
+        eval_passes=options.eval_passes,
+        token_limit=options.max_tokens_per_example,
+        price_per_million_tokens=options.price_per_million_tokens,
+    )
     return {
         "train": len(train),
         "val": len(val),
@@ -107,7 +136,7 @@ def snapshot_stats(
         "val_tokens": sum(e.token_count for e in val),
         "epochs": options.epochs,
         "estimated_training_tokens": billed,
-        "estimated_cost": round(billed / 1_000_000 * options.price_per_million_tokens, 4),
+        "estimated_cost": cost,
     }
 
 

@@ -23,7 +23,7 @@ from brandvoice.store.examples import example_counts, list_examples, set_example
 from brandvoice.store.importer import ImportRefused, ImportResult, import_jsonl, iter_export
 from brandvoice.store.jsonl import ValidationReport, dump_example
 from brandvoice.store.models import ExampleSource, ExampleStatus, Split
-from brandvoice.store.snapshots import SnapshotOptions, snapshot_dataset
+from brandvoice.store.snapshots import snapshot_dataset
 
 dataset_app = typer.Typer(help="Dataset statistics and snapshots.", no_args_is_help=True)
 examples_app = typer.Typer(help="List and curate examples.", no_args_is_help=True)
@@ -119,16 +119,18 @@ def stats_command() -> None:
 @dataset_app.command("snapshot")
 @friendly_errors
 def snapshot_command(
-    epochs: Annotated[int, typer.Option(help="Epochs, for the token and cost estimate.")] = 3,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Hosted epochs, for the token and cost estimate (default HOSTED_EPOCHS)."
+        ),
+    ] = None,
 ) -> None:
     """Freeze the approved examples into hashed train/val files."""
+    from brandvoice.bot.services import snapshot_options
+
     config = settings()
-    options = SnapshotOptions(
-        synthetic_per_example=config.synthetic_per_example,
-        epochs=epochs,
-        price_per_million_tokens=config.price_per_million_tokens,
-        max_tokens_per_example=config.max_example_tokens,
-    )
+    options = snapshot_options(config, epochs)
     with session_scope(engine()) as session:
         snapshot, created = snapshot_dataset(session, config.artifacts_dir, options, actor="cli")
     verb = "created" if created else "unchanged, reusing"

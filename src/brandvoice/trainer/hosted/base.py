@@ -4,24 +4,26 @@ A provider is a thin adapter over its official SDK (``openai``, ``together``); i
 error into a :class:`HostedTrainingError` that carries the provider's own message, a hint, and
 whether trying again later may help. The pre-flight runs on our side before anything is uploaded:
 the provider's limits (at least 10 examples, a token limit per example for the base model) and a
-cost estimate (billed tokens = epochs × Σ min(limit, tokens per example), priced per 1M tokens).
+cost estimate (billed tokens = epochs × Σ train + evaluation passes × Σ validation, each example
+cut at the limit, priced per 1M tokens), replaced by the provider's own price once it gives one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from brandvoice.inference.retry import parse_retry_after
+from brandvoice.store.jsonl import TokenCounter
+from brandvoice.store.snapshots import estimate_training_cost
 
 MIN_EXAMPLES = 10
 """Both OpenAI and Together refuse (or waste) jobs with fewer training examples."""
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-TokenCounter = Callable[[Sequence[Sequence[Mapping[str, Any]]]], list[int]]
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class HostedConfig:
     openai_model: str = "gpt-4o-mini-2024-07-18"
     """Base model OpenAI fine-tunes."""
     together_api_key: str | None = None
-    together_base_url: str = "https://api.together.xyz/v1"
+    together_base_url: str = "https://api.together.ai/v1"
     """Together's OpenAI-compatible URL; its SDK is given the same host without ``/v1``."""
     together_model: str = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
     """Open base model Together trains a LoRA adapter on."""
@@ -70,6 +72,20 @@ class JobRequest:
     seed: int
     suffix: str
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderEstimate:
+    """A provider's own price for a job on uploaded files."""
+
+    total_price: float
+    billed_tokens: int | None = None
+
+
+def billed_eval_passes(backend: str, epochs: int, has_validation: bool) -> int:
+    """Passes over the validation file a provider runs and bills: Together evaluates once per
+    epoch (``n_evals``); OpenAI's validation is not billed."""
+    return epochs if backend == "together" and has_validation else 0
 
 
 @dataclass(frozen=True)
@@ -132,6 +148,10 @@ class HostedProvider(Protocol):
 
     def request_body(self, request: JobRequest) -> dict[str, Any]:
         """The parameters ``submit`` sends (recorded on the run)."""
+        ...
+
+    def price_estimate(self, request: JobRequest) -> ProviderEstimate | None:
+        """The provider's own price for ``request`` (files uploaded); None when it gives none."""
         ...
 
     def retrieve(self, job_id: str) -> HostedJob: ...
@@ -268,7 +288,10 @@ class PreflightError(ValueError):
 
 @dataclass(frozen=True)
 class Preflight:
-    """What a hosted job would train on and cost, checked before anything leaves the machine."""
+    """What a hosted job would train on and cost, checked before anything leaves the machine.
+
+    The cost is our estimate (:func:`~brandvoice.store.snapshots.estimate_training_cost`) until
+    the provider gives its own for the uploaded files; then it is the provider's."""
 
     provider: str
     base_model: str
@@ -276,23 +299,36 @@ class Preflight:
     val_examples: int
     token_limit: int
     epochs: int
+    eval_passes: int
     train_tokens: int
     billed_tokens: int
     price_per_million_tokens: float
     estimated_cost: float
+    priced_by: str | None = None
+    """The provider whose own estimate ``estimated_cost`` is; None: ours."""
 
     def summary(self) -> str:
-        price = (
-            f"estimated cost ${self.estimated_cost:,.{2 if self.estimated_cost >= 1 else 4}f} at "
-            f"${self.price_per_million_tokens:g} "
-            "per 1M tokens"
-            if self.price_per_million_tokens
-            else "no price configured (PRICE_PER_MILLION_TOKENS), so no cost estimate"
-        )
+        cost = f"${self.estimated_cost:,.{2 if self.estimated_cost >= 1 else 4}f}"
+        if self.priced_by:
+            price = f"estimated cost {cost} ({self.priced_by}'s own estimate)"
+        elif self.price_per_million_tokens:
+            price = f"estimated cost {cost} at ${self.price_per_million_tokens:g} per 1M tokens"
+        else:
+            price = "no price configured (PRICE_PER_MILLION_TOKENS), so no cost estimate"
+        evals = f" and {self.eval_passes} evaluation passes" if self.eval_passes else ""
         return (
             f"{self.provider} fine-tuning of {self.base_model}: {self.train_examples} training and "
-            f"{self.val_examples} validation examples, {self.epochs} epochs, about "
+            f"{self.val_examples} validation examples, {self.epochs} epochs{evals}, about "
             f"{self.billed_tokens:,} billed tokens; {price}"
+        )
+
+    def priced(self, estimate: ProviderEstimate) -> Preflight:
+        """This pre-flight with the provider's own price (and token count, when it gives one)."""
+        return replace(
+            self,
+            estimated_cost=round(estimate.total_price, 4),
+            billed_tokens=estimate.billed_tokens or self.billed_tokens,
+            priced_by=self.provider,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -307,6 +343,7 @@ def preflight(
     base_model: str,
     token_limit: int,
     epochs: int,
+    eval_passes: int,
     price_per_million_tokens: float,
     count_tokens: TokenCounter,
 ) -> Preflight:
@@ -335,7 +372,14 @@ def preflight(
             f"{provider} ({shown}); shorten or retire them, or choose a base model with a "
             "longer context"
         )
-    billed = epochs * sum(min(token_limit, tokens) for tokens in train_tokens)
+    billed, cost = estimate_training_cost(
+        train_tokens,
+        val_tokens,
+        epochs=epochs,
+        eval_passes=eval_passes,
+        token_limit=token_limit,
+        price_per_million_tokens=price_per_million_tokens,
+    )
     return Preflight(
         provider=provider,
         base_model=base_model,
@@ -343,8 +387,9 @@ def preflight(
         val_examples=len(val),
         token_limit=token_limit,
         epochs=epochs,
+        eval_passes=eval_passes,
         train_tokens=sum(train_tokens),
         billed_tokens=billed,
         price_per_million_tokens=price_per_million_tokens,
-        estimated_cost=round(billed / 1_000_000 * price_per_million_tokens, 4),
+        estimated_cost=cost,
     )

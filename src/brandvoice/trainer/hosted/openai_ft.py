@@ -22,6 +22,7 @@ from brandvoice.trainer.hosted.base import (
     JobStatus,
     JobUpdate,
     LossPoint,
+    ProviderEstimate,
     connection_error,
     status_error,
 )
@@ -120,6 +121,9 @@ class OpenAIFineTuning:
         if request.metadata:
             body["metadata"] = dict(request.metadata)
         return body
+
+    def price_estimate(self, request: JobRequest) -> ProviderEstimate | None:
+        return None  # OpenAI publishes no price endpoint; the pre-flight estimate stands
 
     def submit(self, request: JobRequest) -> HostedJob:
         body = self.request_body(request)

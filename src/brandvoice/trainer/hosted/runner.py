@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from brandvoice.inference.retry import RetriesExhausted, RetryPolicy, call_with_retries
 from brandvoice.store.db import session_scope
+from brandvoice.store.jsonl import TokenCounter
 from brandvoice.store.models import DatasetSnapshot, TrainingRun
 from brandvoice.store.runs import RunCancelled
 from brandvoice.trainer.hosted.base import (
@@ -33,7 +34,7 @@ from brandvoice.trainer.hosted.base import (
     JobUpdate,
     LossPoint,
     Preflight,
-    TokenCounter,
+    billed_eval_passes,
     preflight,
     refusal_hint,
 )
@@ -89,17 +90,23 @@ def snapshot_preflight(
 
     if count_tokens is None:
         from brandvoice.inference.tokens import count_chat_tokens_batch as count_tokens
-    val_path = Path(snapshot.val_path)
+    val = read_chat_jsonl(snapshot.val_path) if _has_validation(snapshot) else []
     return preflight(
         read_chat_jsonl(snapshot.train_path),
-        read_chat_jsonl(val_path) if val_path.is_file() else [],
+        val,
         provider=provider.label,
         base_model=provider.base_model,
         token_limit=provider.token_limit(),
         epochs=config.epochs,
+        eval_passes=billed_eval_passes(provider.name, config.epochs, bool(val)),
         price_per_million_tokens=config.price_per_million_tokens,
         count_tokens=count_tokens,
     )
+
+
+def _has_validation(snapshot: DatasetSnapshot) -> bool:
+    """Whether the job gets a validation file (the snapshot holds validation examples)."""
+    return bool(snapshot.stats.get("val")) and Path(snapshot.val_path).is_file()
 
 
 @dataclass
@@ -110,6 +117,18 @@ class HostedOutcome:
     training: dict[str, Any]
     """The training summary for the report (same keys as a local run where they apply)."""
     hyperparameters: dict[str, Any]
+
+
+def merge_losses(known: LossPoint | None, new: LossPoint) -> LossPoint:
+    """One point per step: a provider may report a step's training and evaluation loss apart
+    (Together sends them as two rows), so a value already known is kept where the new row has none."""
+    if known is None:
+        return new
+    return LossPoint(
+        new.step,
+        new.train_loss if new.train_loss is not None else known.train_loss,
+        new.eval_loss if new.eval_loss is not None else known.eval_loss,
+    )
 
 
 @dataclass
@@ -135,9 +154,7 @@ class _JobState:
 
     def apply(self, job: HostedJob, update: JobUpdate) -> bool:
         """Take in one poll; True when anything changed."""
-        changed = job.provider_status != self.provider_status or bool(
-            update.events or update.losses
-        )
+        changed = job.provider_status != self.provider_status or bool(update.events)
         self.status, self.provider_status = job.status, job.provider_status
         self.model_id, self.trained_tokens = job.model_id, job.trained_tokens
         self.cursor = update.cursor
@@ -146,7 +163,9 @@ class _JobState:
             self.step = max(self.step, event.step or 0)
             self.total_steps = event.total_steps or self.total_steps
         for point in update.losses:
-            self.losses[point.step] = point
+            merged = merge_losses(self.losses.get(point.step), point)
+            changed = changed or merged != self.losses.get(point.step)
+            self.losses[point.step] = merged
             self.step = max(self.step, point.step)
         return changed
 
@@ -330,7 +349,7 @@ def _submit(
     progress.progress(state.start + 0.005, f"upload to {provider.label}")
     training_file = retry(lambda: provider.upload(Path(snapshot.train_path)))
     validation_file = None
-    if snapshot.stats.get("val") and Path(snapshot.val_path).is_file():
+    if _has_validation(snapshot):
         validation_file = retry(lambda: provider.upload(Path(snapshot.val_path)))
     request = JobRequest(
         training_file=training_file,
@@ -343,6 +362,11 @@ def _submit(
         metadata={"brandvoice_run": str(run_id), "snapshot": snapshot.content_hash[:16]},
     )
     state.request = provider.request_body(request)
+    provider_price = retry(lambda: provider.price_estimate(request))
+    if provider_price is not None:
+        estimate = estimate.priced(provider_price)
+        state.estimate = estimate.as_dict()
+        log.warning("run %s: %s", run_id, estimate.summary())
     progress.progress(state.start + 0.01, f"submit to {provider.label}", state.metrics())
     job = retry(lambda: provider.submit(request))
     _record_job_id(engine, run_id, job.id)
@@ -415,15 +439,19 @@ def _fetch_adapter(
     retry: Retry[Any],
     training: dict[str, Any],
 ) -> Path | None:
-    """The downloaded adapter, or None; a failed download is recorded, since the hosted model
-    itself is ready and serves without it."""
+    """The downloaded adapter, or None when the provider has none to give. A failed download
+    fails the run: the version must not be registered without the adapter it is meant to have,
+    and resuming the run polls the same finished job and downloads again."""
     progress.progress(state.end - 0.005, f"download from {provider.label}")
     try:
         adapter = retry(lambda: provider.fetch_artifacts(job, output_dir))
     except HostedTrainingError as exc:
-        log.warning("%s job %s: adapter download failed: %s", provider.label, job.id, exc)
-        training["adapter_error"] = str(exc)
-        return None
+        raise HostedTrainingError(
+            f"{provider.label} job {job.id} finished, but its adapter could not be downloaded: "
+            f"{exc} — resume the run (brandvoice train --resume RUN_ID) to download it again",
+            provider_message=exc.provider_message,
+            status_code=exc.status_code,
+        ) from exc
     if adapter is not None:
         training["adapter_path"] = str(adapter)
     return adapter

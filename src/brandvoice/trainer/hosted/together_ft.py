@@ -8,7 +8,6 @@ The per-example token limit is the provider's own (``max_seq_length_sft`` of the
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import together
+import zstandard
 
 from brandvoice.trainer.hosted.base import (
     HostedJob,
@@ -25,6 +25,8 @@ from brandvoice.trainer.hosted.base import (
     JobStatus,
     JobUpdate,
     LossPoint,
+    ProviderEstimate,
+    billed_eval_passes,
     connection_error,
     status_error,
 )
@@ -113,7 +115,7 @@ class TogetherFineTuning:
             "training_file": request.training_file,
             "validation_file": request.validation_file or "",
             "n_epochs": request.epochs,
-            "n_evals": request.epochs if request.validation_file else 0,
+            "n_evals": billed_eval_passes(self.name, request.epochs, bool(request.validation_file)),
             "batch_size": request.batch_size or "max",
             "learning_rate": DEFAULT_LEARNING_RATE * (request.learning_rate_multiplier or 1.0),
             "lora": True,
@@ -121,6 +123,25 @@ class TogetherFineTuning:
             "suffix": request.suffix[:40],
             "random_seed": request.seed,
         }
+
+    def price_estimate(self, request: JobRequest) -> ProviderEstimate | None:
+        """Together's own price for the job on the uploaded files (evaluation passes included)."""
+        body = self.request_body(request)
+        answer = self._call(
+            "estimate the job's price",
+            lambda: self.client.fine_tuning.estimate_price(
+                training_file=body["training_file"],
+                validation_file=body["validation_file"] or together.omit,
+                model=body["model"],
+                n_epochs=body["n_epochs"],
+                n_evals=body["n_evals"],
+            ),
+        )
+        if not answer.estimation_available or answer.estimated_total_price is None:
+            return None
+        counts = (answer.estimated_train_token_count, answer.estimated_eval_token_count)
+        tokens = int(sum(c or 0 for c in counts)) if any(counts) else None
+        return ProviderEstimate(float(answer.estimated_total_price), tokens)
 
     def submit(self, request: JobRequest) -> HostedJob:
         body, limits = self.request_body(request), self.model_limits()
@@ -152,7 +173,10 @@ class TogetherFineTuning:
         )
 
     def updates(self, job_id: str, cursor: str | None) -> JobUpdate:
-        """Events come oldest first and are only appended; losses come from the metrics route."""
+        """Events come oldest first and are only appended; losses come from the metrics route.
+
+        Metrics are asked for again from the newest step seen, since an evaluation logged at
+        that step may arrive after its training row; the runner merges rows of one step."""
         seen_events, last_step = (int(part) for part in (cursor or "0:0").split(":"))
         listed = self._call(
             f"list the events of job {job_id}",
@@ -164,12 +188,14 @@ class TogetherFineTuning:
         newest = max((point.step for point in losses), default=last_step)
         return JobUpdate(events, losses, f"{seen_events + len(fresh)}:{newest}")
 
-    def _losses(self, job_id: str, after_step: int) -> list[LossPoint]:
+    def _losses(self, job_id: str, from_step: int) -> list[LossPoint]:
+        """One point per metrics row: Together sends a step's training and evaluation metrics as
+        separate rows (``train/*`` and ``eval/*`` keys, both with ``train/global_step``)."""
         try:
             answer = self._call(
                 f"list the metrics of job {job_id}",
                 lambda: self.client.fine_tuning.list_metrics(
-                    job_id, global_step_from=after_step + 1
+                    job_id, global_step_from=max(from_step, 1)
                 ),
             )
         except HostedTrainingError as exc:
@@ -178,8 +204,8 @@ class TogetherFineTuning:
             raise
         points = []
         for row in answer.metrics or []:
-            step = row.get("train/global_step", row.get("global_step"))
-            if step is None or step <= after_step:
+            step = row.get("train/global_step", row.get("eval/global_step", row.get("global_step")))
+            if step is None or step < from_step:
                 continue
             points.append(LossPoint(int(step), row.get("train/loss"), row.get("eval/loss")))
         return points
@@ -237,20 +263,11 @@ def unpack_adapter(archive: Path, destination: Path) -> Path:
 
 
 def _unzstd(source: Path, target: Path) -> Path:
-    """Decompress with the ``zstandard`` package, else the ``zstd`` program."""
     try:
-        import zstandard
-    except ImportError:
-        program = shutil.which("zstd")
-        if program is None:
-            raise HostedTrainingError(
-                "the adapter archive is zstd-compressed; install the 'zstandard' package or the "
-                "zstd program to unpack it"
-            ) from None
-        subprocess.run([program, "-d", "-q", "-f", str(source), "-o", str(target)], check=True)
-        return target
-    with source.open("rb") as src, target.open("wb") as dst:
-        zstandard.ZstdDecompressor().copy_stream(src, dst)
+        with source.open("rb") as src, target.open("wb") as dst:
+            zstandard.ZstdDecompressor().copy_stream(src, dst)
+    except zstandard.ZstdError as exc:
+        raise HostedTrainingError(f"the adapter archive {source} is not valid zstd: {exc}") from exc
     return target
 
 
