@@ -147,9 +147,9 @@ def _message_problem(message: Any, where: str) -> tuple[str, str] | None:
         return "missing_role", f"{where} has no 'role'"
     if "content" not in message and "tool_calls" not in message:
         return "missing_content", f"{where} has no 'content'"
-    unknown = sorted(set(message) - MESSAGE_KEYS)
+    unknown = message.keys() - MESSAGE_KEYS
     if unknown:
-        return "unrecognized_key", f"{where} has unrecognized key {unknown[0]!r}"
+        return "unrecognized_key", f"{where} has unrecognized key {sorted(unknown)[0]!r}"
     role = message["role"]
     if not isinstance(role, str):
         return "unknown_role", f"{where} role must be a string, got {type(role).__name__}"
@@ -159,8 +159,9 @@ def _message_problem(message: Any, where: str) -> tuple[str, str] | None:
     if "content" in message and (not isinstance(content, str) or not content.strip()):
         return "empty_content", f"{where} ({role}) has empty or non-text content"
     for key in ("content", "name"):
-        if key in message:
-            problem = _text_problem(message[key], f"{where} {key}")
+        value = message.get(key)
+        if key in message and not (isinstance(value, str) and value.isascii()):
+            problem = _text_problem(value, f"{where} {key}")
             if problem:
                 return "bad_text", problem
     if "weight" in message and (
