@@ -11,8 +11,10 @@ from brandvoice.inference.chat import ChatResult
 from brandvoice.store.db import session_scope
 from brandvoice.store.importer import import_jsonl
 from brandvoice.store.models import RunStatus
+from brandvoice.trainer.eval_report import SCHEMA_VERSION, EvalReport
 from brandvoice.trainer.registry import register_candidate
 from tests.conftest import TEST_DATA
+from tests.eval_reports import make_report, old_stored_report
 
 TOKEN = "s3cret-token"
 
@@ -143,3 +145,22 @@ def test_chat_replies_are_redacted_before_they_are_recorded(engine, tmp_path):
         (interaction,) = session.exec(select(Interaction)).all()
     assert interaction.reply == "Happy trails! 🌲 call me at <PHONE>"
     assert interaction.prompt_messages[-1]["content"] == "I am <EMAIL>"
+
+
+def test_reports_are_served_as_the_typed_report_old_rows_included(client, engine):
+    report = make_report()
+    with session_scope(engine) as session:
+        register_candidate(session, base_model="base", eval=old_stored_report("hosted"))
+        register_candidate(session, base_model="base", eval=report.to_stored())
+        register_candidate(session, base_model="base")
+
+    served = client.get("/api/reports/v2").json()
+    assert served["version"] == "v2" and served["status"] == "candidate"
+    assert EvalReport.model_validate(served["eval"]) == report
+    assert served["eval"]["voice_similarity"]["candidate"] == 0.6123
+    assert served["eval"]["verdict"] == {"recommend_promote": True, "reasons": []}
+    listed = client.get("/api/reports").json()
+    assert [r["version"] for r in listed] == ["v2", "v1"]
+    assert listed[1]["eval"]["schema_version"] == SCHEMA_VERSION
+    assert client.get("/api/reports/v3").json()["eval"] is None
+    assert client.get("/api/reports/v9").status_code == 404

@@ -7,6 +7,7 @@ import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from brandvoice.inference import ChatBackend, ChatBackendError, LocalChat, Sampling
 from brandvoice.inference.base_model import load_base_model
 from brandvoice.inference.chat import ChatDelta
+from brandvoice.inference.scoring import IGNORE_INDEX, TargetScorer
 
 pytestmark = pytest.mark.slow
 
@@ -181,3 +183,40 @@ def test_a_reader_that_leaves_frees_the_model(chat):
     chat.host.lock.release()
     # 300 tokens take far longer than this on any CPU; generation stopped when the reader left.
     assert time.monotonic() - left < 10
+
+
+@dataclass(frozen=True)
+class Targets:
+    input_ids: list[int]
+    labels: list[int]
+
+
+def test_scoring_matches_the_models_own_loss_in_input_order_through_the_adapter(
+    chat, random_adapter
+):
+    import torch
+
+    texts = [
+        "Paris is the capital of France, and Rome is the capital of Italy.",
+        "Hi there",
+        "The quick brown fox jumps over the lazy dog.",
+    ]
+    ids = [chat.tokenizer(text)["input_ids"] for text in texts]
+    examples = [Targets(i, i) for i in ids]
+    # Only the last three tokens of the first text are targets.
+    examples.append(Targets(ids[0], [IGNORE_INDEX] * (len(ids[0]) - 3) + ids[0][-3:]))
+
+    scores = LocalChat(batch_size=2).score_targets(examples)
+
+    assert [s.tokens for s in scores] == [len(i) - 1 for i in ids] + [3]
+    with torch.no_grad():
+        for score, example in zip(scores, examples, strict=True):
+            row = torch.tensor([example.input_ids])
+            loss = chat.base.model(input_ids=row, labels=torch.tensor([example.labels])).loss
+            assert score.nll == pytest.approx(float(loss) * score.tokens, rel=1e-4)
+    assert scores[3].nll < scores[0].nll
+    tuned = LocalChat(adapter=random_adapter).score_targets(examples)
+    assert [s.tokens for s in tuned] == [s.tokens for s in scores]
+    assert all(t.nll != pytest.approx(s.nll, rel=1e-3) for t, s in zip(tuned, scores, strict=True))
+    assert chat.score_targets(examples[:1])[0].nll == pytest.approx(scores[0].nll, rel=1e-5)
+    assert isinstance(chat, TargetScorer)

@@ -16,6 +16,7 @@ from brandvoice.store.importer import import_jsonl
 from brandvoice.store.models import AuditLog, ModelVersion, RunStatus, TrainingRun
 from brandvoice.store.runs import enqueue_run
 from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.eval_report import report_of
 from brandvoice.trainer.evaluate import EvalConfig
 from brandvoice.trainer.pipeline import PipelineConfig, PipelineServices, run_retrain
 
@@ -65,15 +66,15 @@ def test_a_retrain_registers_an_evaluated_candidate_and_writes_its_report(
     assert run.metrics["version"] == "v1"
     assert (version.name, version.status, version.run_id) == ("v1", "candidate", run_id)
     assert (Path(version.adapter_path) / "adapter_model.safetensors").is_file()
-    report = version.eval
-    assert set(report["voice_similarity"]) == {"candidate", "production", "baseline"}
-    assert 0 <= report["win_rate"]["vs_production"] <= 1
-    assert report["val_loss"]["candidate"] > 0 and report["forgetting"] > 0
-    assert report["training"]["steps"] == 2
-    assert report["snapshot"]["val"] >= 1 and len(report["samples"]) == 2
-    assert isinstance(report["verdict"]["recommend_promote"], bool)
-    html = Path(report["report_path"]).read_text()
-    assert "brandvoice v1" in html and escape(report["samples"][0]["reference"][:20]) in html
+    report = report_of(version)
+    assert 0 <= report.voice_similarity.candidate <= 1
+    assert 0 <= report.win_rate.vs_production <= 1
+    assert report.val_loss.candidate > 0 and report.forgetting > 0 and report.not_measured == []
+    assert report.training.steps == 2 and report.training.evals
+    assert report.snapshot.val >= 1 and len(report.samples) == 2
+    assert run.metrics["verdict"] == report.verdict.model_dump()
+    html = Path(report.report_path).read_text()
+    assert "brandvoice v1" in html and escape(report.samples[0].reference[:20]) in html
     assert "model.register" in actions
 
     # Nothing new since that run: a scheduled (unforced) retrain is skipped with its reason.

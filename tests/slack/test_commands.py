@@ -18,6 +18,7 @@ from brandvoice.store.models import (
     VersionStatus,
 )
 from brandvoice.trainer.registry import get_version, promote_version, register_candidate
+from tests.eval_reports import make_report
 from tests.slack.conftest import ALICE, CURATOR, GROUP_MEMBER
 
 pytestmark = pytest.mark.anyio
@@ -58,7 +59,7 @@ async def test_help_and_unknown_input_answer_only_the_asker(slack):
 
 async def test_status_shows_production_dataset_last_and_next_run(slack, engine, count_tokens):
     with session_scope(engine) as session:
-        register_candidate(session, base_model="base", eval={"voice_similarity": 0.61})
+        register_candidate(session, base_model="base", eval=make_report().to_stored())
         promote_version(session, "v1", CURATOR)
         add_examples(
             session,
@@ -80,7 +81,7 @@ async def test_status_shows_production_dataset_last_and_next_run(slack, engine, 
     assert answer["response_type"] == "ephemeral"
     text = answer["text"]
     assert f"*In production:* v1, promoted by <@{CURATOR}>" in text
-    assert "voice_similarity 0.61" in text
+    assert "voice similarity 0.612 · win rate vs production 0.75" in text
     assert "3 approved (3 import), 1 pending review" in text
     assert "*Last run:* #1 succeeded" in text
     assert "`0 9 * * mon`, UTC" in text

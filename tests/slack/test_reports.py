@@ -10,43 +10,18 @@ import pytest
 
 from brandvoice.bot.slack.blocks import build_report_blocks, metric_line
 from brandvoice.bot.slack.client import make_client
-from brandvoice.bot.slack.reports import (
-    post_training_report,
-    report_from_eval,
-    slack_report_publisher,
-)
+from brandvoice.bot.slack.reports import post_training_report, slack_report_publisher
 from brandvoice.store.db import session_scope
-from brandvoice.store.models import RunStatus, TrainingRun, VersionStatus
+from brandvoice.store.models import ModelVersion, RunStatus, TrainingRun, VersionStatus
 from brandvoice.trainer.registry import get_version, promote_version, register_candidate
+from tests.eval_reports import make_report
 from tests.slack.conftest import ALICE, CURATOR, REPORTS, TEAM
 
 pytestmark = pytest.mark.anyio
 
 
-def make_report(version: str = "v2") -> dict[str, Any]:
-    return {
-        "version": version,
-        "base_model": "smollm2-135m-instruct",
-        "run_id": 7,
-        "production": "v1",
-        "data": {"real": 36, "synthetic": 90, "snapshot_hash": "ab12cd34ef56" + "0" * 52},
-        "metrics": {
-            "val_loss": {"candidate": 1.104, "production": 1.302},
-            "voice_similarity": {"candidate": 0.61, "production": 0.36},
-            "win_rate": {"candidate": 0.7},
-            "forgetting": {"candidate": 1.08, "production": 1.02},
-        },
-        "samples": [
-            {
-                "prompt": f"Question {i}?",
-                "reference": f"Reference {i}",
-                "production": f"Old answer {i}",
-                "candidate": f"New answer {i}. Cheers, Acme",
-            }
-            for i in range(4)
-        ],
-        "verdict": {"recommend_promote": True, "reason": "beats v1 on voice and win rate"},
-    }
+def version(name: str = "v2") -> ModelVersion:
+    return ModelVersion(name=name, base_model="smollm2-135m-instruct", run_id=7)
 
 
 def texts(blocks: list[dict[str, Any]]) -> str:
@@ -54,7 +29,8 @@ def texts(blocks: list[dict[str, Any]]) -> str:
 
 
 def test_the_report_blocks_show_data_metrics_samples_verdict_and_buttons():
-    blocks = build_report_blocks(make_report())
+    report = make_report(reasons=())
+    blocks = build_report_blocks(version(), report)
     assert blocks[0] == {
         "type": "header",
         "text": {"type": "plain_text", "text": "Training report · v2", "emoji": True},
@@ -69,13 +45,15 @@ def test_the_report_blocks_show_data_metrics_samples_verdict_and_buttons():
     [metrics] = [b for b in blocks if b["type"] == "section" and "fields" in b][:1]
     assert [f["text"] for f in metrics["fields"]] == [
         "*Validation loss*\n1.302 → *1.104* ▼ ✅",
-        "*Voice similarity*\n0.36 → *0.61* ▲ ✅",
-        "*Win rate vs production*\n50% → *70%* ▲ ✅",
-        "*Forgetting (perplexity ÷ base)*\n1.02 → *1.08* ▲ ⚠️",
+        "*Voice similarity*\n0.42 → *0.61* ▲ ✅",
+        "*Win rate vs production*\n50% → *75%* ▲ ✅",
+        "*Win rate vs prompted base*\n50% → *88%* ▲ ✅",
+        "*Forgetting (perplexity ÷ base)*\n1.00 → *1.07* ▲ ⚠️",
     ]
+    assert "Exact match" not in rendered and "Not measured" not in rendered
     assert "Sample 3" in rendered and "Sample 4" not in rendered
     assert "New answer 0. Cheers, Acme" in rendered and "Old answer 2" in rendered
-    assert "*Verdict:* ✅ Recommend promote — beats v1 on voice and win rate" in rendered
+    assert "*Verdict:* ✅ Recommend promote" in rendered
 
     actions = blocks[-1]
     assert actions["type"] == "actions"
@@ -96,25 +74,35 @@ def test_the_report_blocks_show_data_metrics_samples_verdict_and_buttons():
 
 def test_metric_lines_without_a_reference_and_unknown_metrics():
     assert metric_line("val_loss", 0.9) == "*Validation loss*\n*0.900*"
-    assert metric_line("val_loss", {"candidate": 0.9, "production": 0.9}).endswith("= same")
-    assert metric_line("custom_score", {"candidate": 2, "production": 1}).endswith("▲ ✅")
-    assert metric_line("val_loss", {"candidate": None}) == "*Validation loss*\n–"
+    assert metric_line("val_loss", 0.9, 0.9).endswith("= same")
+    assert metric_line("custom_score", 2, 1).endswith("▲ ✅")
+    assert metric_line("val_loss", None) == "*Validation loss*\n–"
+
+
+def test_a_report_that_keeps_production_says_why_and_what_was_not_measured():
+    hosted = make_report(recommend=False, reasons=("a", "b")).model_copy(
+        update={"val_loss": None, "forgetting": None, "not_measured": ["validation loss: x"]}
+    )
+    rendered = texts(build_report_blocks(version(), hosted))
+    assert "*Verdict:* ⚠️ Keep production — a; b" in rendered
+    assert "Validation loss" not in rendered and "Forgetting" not in rendered
+    assert "Not measured: validation loss: x" in rendered
 
 
 async def test_posting_a_report_and_what_happens_without_a_channel(slack_api, caplog):
     client = make_client("xoxb-1-test", slack_api.api_url)
-    report = make_report()
-    ts = await post_training_report(client, REPORTS, report)
+    report, v2 = make_report(), version()
+    ts = await post_training_report(client, REPORTS, v2, report)
     [post] = slack_api.calls_to("chat.postMessage")
     assert ts == post.answer["ts"]
     assert post.body["channel"] == REPORTS
-    assert post.body["blocks"] == build_report_blocks(report)
+    assert post.body["blocks"] == build_report_blocks(v2, report)
     assert post.body["text"] == "Training report for v2: recommend promote"
 
-    assert await post_training_report(client, None, report) is None
+    assert await post_training_report(client, None, v2, report) is None
     slack_api.not_in_channels.add(REPORTS)
     with caplog.at_level(logging.ERROR):
-        assert await post_training_report(client, REPORTS, report) is None
+        assert await post_training_report(client, REPORTS, v2, report) is None
     assert f"chat.postMessage failed in {REPORTS}: not_in_channel" in caplog.text
     assert "/invite @brandvoice" in caplog.text
 
@@ -165,11 +153,12 @@ async def posted_report(slack, engine, settings) -> dict[str, Any]:
         run = TrainingRun(status=RunStatus.SUCCEEDED)
         session.add(run)
         session.flush()
-        register_candidate(session, base_model="base", run_id=run.id)
+        report = make_report()
+        v2 = register_candidate(session, base_model="base", run_id=run.id, eval=report.to_stored())
     client = make_client(settings.slack_bot_token, settings.slack_api_url)
-    report = make_report("v2")
-    ts = await post_training_report(client, REPORTS, report)
-    return {"type": "message", "ts": ts, "text": "report", "blocks": build_report_blocks(report)}
+    ts = await post_training_report(client, REPORTS, v2, report)
+    blocks = build_report_blocks(v2, report)
+    return {"type": "message", "ts": ts, "text": "report", "blocks": blocks}
 
 
 def statuses(engine) -> dict[str, str]:
@@ -216,47 +205,12 @@ async def test_a_discard_click_discards_the_candidate(slack, engine, settings):
     assert f"<@{CURATOR}> discarded *v2*" in update.body["blocks"][-1]["elements"][0]["text"]
 
 
-def pipeline_eval() -> dict[str, Any]:
-    """An eval as ``trainer.evaluate.evaluate`` and the pipeline store it on the version."""
-    return {
-        "examples": 8,
-        "judge": "closer to reference",
-        "labels": {"candidate": "v2", "production": "v1", "baseline": "base + 5 examples"},
-        "voice_similarity": {"candidate": 0.61, "production": 0.42, "baseline": 0.36},
-        "win_rate": {"vs_production": 0.75, "vs_baseline": 0.875},
-        "exact_match": None,
-        "samples": make_report()["samples"][:3],
-        "val_loss": {"candidate": 1.1, "production": 1.3},
-        "forgetting": 1.07,
-        "verdict": {"recommend_promote": False, "reasons": ["a", "b"]},
-        "snapshot": {
-            "id": 3,
-            "hash": "f" * 64,
-            "by_source": {"import": 30, "correction": 6, "synthetic": 90},
-        },
-    }
-
-
-def test_the_pipelines_eval_becomes_the_report(engine):
-    with session_scope(engine) as session:
-        version = register_candidate(
-            session, base_model="smollm2-135m-instruct", eval=pipeline_eval()
-        )
-    report = report_from_eval(version, version.eval)
-    assert report["data"] == {"real": 36, "synthetic": 90, "snapshot_hash": "f" * 64}
-    assert report["production"] == "v1"
-    assert report["verdict"] == {"recommend_promote": False, "reason": "a; b"}
-    rendered = texts(build_report_blocks(report))
-    assert "*Win rate vs production*\\n50% → *75%* ▲ ✅" in rendered
-    assert "*Forgetting (perplexity ÷ base)*\\n1.00 → *1.07* ▲ ⚠️" in rendered
-    assert "*Verdict:* ⚠️ Keep production — a; b" in rendered
-    assert "Exact match" not in rendered
-
-
 def test_the_worker_publisher_posts_the_report(engine, slack_api, settings):
+    report = make_report()
     with session_scope(engine) as session:
-        version = register_candidate(session, base_model="base", eval=pipeline_eval())
-    slack_report_publisher(settings)(version, version.eval)
+        v1 = register_candidate(session, base_model="base", eval=report.to_stored())
+    slack_report_publisher(settings)(v1, report)
     [post] = slack_api.calls_to("chat.postMessage")
     assert post.body["channel"] == REPORTS
     assert post.body["blocks"][-1]["elements"][0]["value"] == "v1"
+    assert "*Voice similarity*\\n0.42 → *0.61* ▲ ✅" in texts(post.body["blocks"])

@@ -7,9 +7,18 @@ import json
 import pytest
 
 from brandvoice.inference.openai_chat import OpenAIChat
+from brandvoice.inference.scoring import ScoringNotSupported, target_scorer
+from brandvoice.trainer.eval_report import (
+    ContenderScores,
+    EvalReport,
+    ValidationLoss,
+    Verdict,
+    WinRates,
+)
 from brandvoice.trainer.evaluate import (
     Contender,
     EvalConfig,
+    evaluate,
     judge_pairwise,
     pairwise_by_similarity,
     parse_verdict,
@@ -86,23 +95,68 @@ def test_the_judge_is_asked_in_both_orders_and_disagreement_counts_half(openai_s
     json.dumps(bodies)
 
 
-def _metrics(win=0.7, cand_sim=0.6, prod_sim=0.5, cand_loss=1.0, prod_loss=1.2, forgetting=1.1):
-    return {
-        "win_rate": {"vs_production": win, "vs_baseline": win},
-        "voice_similarity": {"candidate": cand_sim, "production": prod_sim, "baseline": 0.3},
-        "val_loss": {"candidate": cand_loss, "production": prod_loss},
-        "forgetting": forgetting,
-    }
+def _verdict(win=0.7, cand_sim=0.6, prod_sim=0.5, cand_loss=1.0, prod_loss=1.2, forgetting=1.1):
+    return verdict(
+        win_rate=WinRates(vs_production=win, vs_baseline=win),
+        voice_similarity=ContenderScores(candidate=cand_sim, production=prod_sim, baseline=0.3),
+        val_loss=ValidationLoss(candidate=cand_loss, production=prod_loss),
+        forgetting=forgetting,
+        config=EvalConfig(),
+    )
 
 
 def test_verdict_recommends_only_a_candidate_that_beats_production_without_regressions():
-    config = EvalConfig()
-    assert verdict(_metrics(), config) == (True, [])
-    ok, reasons = verdict(_metrics(win=0.5), config)
-    assert not ok and "wins only 50%" in reasons[0]
-    ok, reasons = verdict(_metrics(cand_loss=1.3), config)
-    assert not ok and "validation loss rose from 1.200 to 1.300" in reasons[0]
-    ok, reasons = verdict(_metrics(forgetting=2.0), config)
-    assert not ok and "perplexity is 2.00x the base" in reasons[0]
-    ok, reasons = verdict(_metrics(cand_sim=0.4), config)
-    assert not ok and "voice similarity fell" in reasons[0]
+    assert _verdict() == Verdict(recommend_promote=True, reasons=[])
+    outcome = _verdict(win=0.5)
+    assert not outcome.recommend_promote and "wins only 50%" in outcome.reasons[0]
+    outcome = _verdict(cand_loss=1.3)
+    assert not outcome.recommend_promote
+    assert "validation loss rose from 1.200 to 1.300" in outcome.reasons[0]
+    outcome = _verdict(forgetting=2.0)
+    assert not outcome.recommend_promote and "perplexity is 2.00x the base" in outcome.reasons[0]
+    outcome = _verdict(cand_sim=0.4)
+    assert not outcome.recommend_promote and "voice similarity fell" in outcome.reasons[0]
+
+
+def test_a_server_backend_says_it_cannot_score(openai_server):  # noqa: F811
+    hosted = OpenAIChat(base_url=openai_server.base_url, api_key="k", model="ft:brand-1")
+
+    with pytest.raises(ScoringNotSupported, match=r"ft:brand-1 cannot score given text"):
+        target_scorer(hosted)
+
+
+def test_a_hosted_candidate_is_evaluated_and_the_report_says_what_was_not_measured(
+    openai_server,  # noqa: F811
+    tmp_path,
+):
+    val = tmp_path / "val.jsonl"
+    conversations = [
+        [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"r{i}"}]
+        for i in range(3)
+    ]
+    val.write_text("".join(json.dumps({"messages": m}) + "\n" for m in conversations))
+
+    def backend(model: str) -> OpenAIChat:
+        return OpenAIChat(base_url=openai_server.base_url, api_key="k", model=model)
+
+    def word_overlap(replies, references):  # type: ignore[no-untyped-def]
+        pairs = zip(replies, references, strict=True)
+        return [len(set(a.split()) & set(b.split())) / 3 for a, b in pairs]
+
+    report = evaluate(
+        val,
+        Contender("candidate", backend("ft:brand-1")),
+        Contender("v1", backend("ft:brand-0")),
+        Contender("base + 0 examples", backend("base")),
+        word_overlap,
+        general_texts=["Some general text."],
+        base=Contender("base model", backend("base")),
+    )
+
+    assert report.examples == 3 and report.judge == "closer to reference"
+    assert report.val_loss is None and report.forgetting is None
+    assert [n.split(":")[0] for n in report.not_measured] == ["validation loss", "forgetting"]
+    assert "ft:brand-1 cannot score given text" in report.not_measured[0]
+    assert report.samples[0].candidate == "echo: question 0"
+    assert report.win_rate.vs_production == 0.5 and not report.verdict.recommend_promote
+    assert EvalReport.from_stored(report.to_stored()) == report

@@ -20,6 +20,7 @@ from brandvoice.store.jsonl import DEFAULT_MAX_TOKENS
 from brandvoice.store.models import ModelVersion
 from brandvoice.store.snapshots import SnapshotOptions
 from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.eval_report import EvalReport
 from brandvoice.trainer.hosted import HostedConfig
 from brandvoice.trainer.hosted.base import billed_eval_passes
 from brandvoice.trainer.pipeline import (
@@ -81,16 +82,14 @@ def hosted_config(settings: Settings) -> HostedConfig:
     )
 
 
-def log_report(version: ModelVersion, report: dict[str, Any]) -> None:
-    verdict = report.get("verdict", {})
+def log_report(version: ModelVersion, report: EvalReport) -> None:
+    verdict = report.verdict
     log.warning(
         "%s registered: voice similarity %s, win rate vs production %s, %s",
         version.name,
-        report.get("voice_similarity", {}).get("candidate"),
-        report.get("win_rate", {}).get("vs_production"),
-        "recommend promote"
-        if verdict.get("recommend_promote")
-        else "; ".join(verdict.get("reasons", [])),
+        report.voice_similarity.candidate,
+        report.win_rate.vs_production,
+        "recommend promote" if verdict.recommend_promote else verdict.reason,
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from brandvoice.inference.base_model import DEFAULT_BASE_MODEL, LoadedBase, load_base_model
@@ -35,6 +36,7 @@ from brandvoice.inference.chat import (
     stream_from_thread,
 )
 from brandvoice.inference.errors import ChatBackendError
+from brandvoice.inference.scoring import IGNORE_INDEX, TargetScore, TokenTargets
 
 
 class AdapterHost:
@@ -128,7 +130,11 @@ def adapter_host(base: LoadedBase) -> AdapterHost:
 
 
 class LocalChat:
-    """A :class:`~brandvoice.inference.chat.ChatBackend` on a local model; JSON output is not enforced."""
+    """A :class:`~brandvoice.inference.chat.ChatBackend` on a local model; JSON output is not enforced.
+
+    It is also a :class:`~brandvoice.inference.scoring.TargetScorer`: it scores given tokens
+    through its adapter, which evaluation uses for validation loss and forgetting.
+    """
 
     supports_json = False
 
@@ -178,6 +184,28 @@ class LocalChat:
         with self.host.lock:
             self.host._load(path)
         self.adapter = path
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.base.tokenizer
+
+    def score_targets(
+        self, examples: Sequence[TokenTargets], batch_size: int = 8
+    ) -> list[TargetScore]:
+        """Per example, the summed negative log-likelihood of its labelled tokens through this
+        backend's adapter; batches of similar length, in input order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+        scores: list[TargetScore | None] = [None] * len(examples)
+        with self.host.active(self.adapter) as model, torch.inference_mode():
+            causal_lm = model if self.adapter is None else model.get_base_model()
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                batch = [examples[i] for i in chunk]
+                for index, score in zip(chunk, _score_batch(causal_lm, batch), strict=True):
+                    scores[index] = score
+        return [s for s in scores if s is not None]
 
     def stream(
         self, messages: Messages, sampling: Sampling | None = None
@@ -307,6 +335,35 @@ class _Stop(StoppingCriteria):
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool)
+
+
+def _score_batch(causal_lm: Any, examples: Sequence[TokenTargets]) -> list[TargetScore]:
+    """Right-padded forward pass; the vocabulary projection runs only at target positions,
+    which keeps memory at (targets x vocabulary) instead of (tokens x vocabulary)."""
+    width = max(len(e.input_ids) for e in examples)
+    device = causal_lm.device
+    ids = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = len(example.input_ids)
+        ids[row, :n] = torch.tensor(list(example.input_ids), dtype=torch.long)
+        labels[row, :n] = torch.tensor(list(example.labels), dtype=torch.long)
+        attention[row, :n] = 1
+    ids, labels, attention = ids.to(device), labels.to(device), attention.to(device)
+    decoder = getattr(causal_lm, causal_lm.base_model_prefix)
+    hidden = decoder(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    scored = targets != IGNORE_INDEX
+    logits = causal_lm.get_output_embeddings()(hidden[:, :-1][scored])
+    nll = F.cross_entropy(logits.float(), targets[scored], reduction="none")
+    per_row = torch.zeros(len(examples), dtype=torch.float64)
+    per_row.index_add_(0, scored.nonzero()[:, 0].cpu(), nll.double().cpu())
+    counts = scored.sum(dim=1).tolist()
+    return [
+        TargetScore(float(total), int(count))
+        for total, count in zip(per_row.tolist(), counts, strict=True)
+    ]
 
 
 def _stop_token_ids(base: LoadedBase) -> list[int]:

@@ -1,6 +1,7 @@
 """Evaluation of a candidate against production and a few-shot base, in one report.
 
-The report holds validation loss (local models), voice similarity to the reference replies,
+The report (:class:`~brandvoice.trainer.eval_report.EvalReport`) holds validation loss and
+forgetting (where the models can score tokens, see ``inference.scoring``), voice similarity to the reference replies,
 head-to-head win rates (an LLM judge asked in both orders when configured, otherwise the reply
 closer to the reference), exact match on label-like references, forgetting on general text,
 side-by-side samples and a verdict that recommends promotion only when the candidate beats
@@ -18,7 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from brandvoice.inference.chat import ChatBackend, Sampling
-from brandvoice.trainer.sft_data import read_chat_jsonl
+from brandvoice.inference.scoring import (
+    ScoringNotSupported,
+    TargetScorer,
+    mean_token_nll,
+    target_scorer,
+)
+from brandvoice.trainer.eval_report import (
+    ContenderLabels,
+    ContenderScores,
+    EvalReport,
+    Sample,
+    ValidationLoss,
+    Verdict,
+    WinRates,
+)
+from brandvoice.trainer.sft_data import TokenizedExample, read_chat_jsonl, tokenize_chat_file
 
 Messages = list[dict[str, Any]]
 Similarity = Callable[[Sequence[str], Sequence[str]], list[float]]
@@ -45,7 +61,7 @@ class EvalConfig:
 
 @dataclass
 class Contender:
-    """A model in the comparison: how it answers, and (for local models) how to score losses."""
+    """A model in the comparison: its label, its backend, and the demonstrations it is shown."""
 
     label: str
     backend: ChatBackend
@@ -57,10 +73,6 @@ class Contender:
         rest = conversation[len(system) :]
         demos = [m for shot in self.shots for m in shot if m["role"] != "system"]
         return [*system, *demos, *rest]
-
-    @property
-    def is_local(self) -> bool:
-        return hasattr(self.backend, "host")
 
 
 def split_reference(messages: Messages) -> tuple[Messages, str]:
@@ -151,60 +163,52 @@ def judge_pairwise(
     return scores
 
 
-def mean_target_loss(contender: Contender, val_path: Path, max_length: int) -> float:
-    """Mean cross-entropy over assistant tokens (the training objective) for a local model."""
-    from brandvoice.trainer.lora import validation_loss
-
-    backend: Any = contender.backend
-    with backend.host.active(backend.adapter) as model:
-        return validation_loss(model, val_path, base_model=backend.base.name, max_length=max_length)
+def assistant_token_loss(scorer: TargetScorer, val_path: Path, max_length: int) -> float:
+    """Mean cross-entropy per assistant token of the validation set (the training objective)."""
+    val = tokenize_chat_file(val_path, scorer.tokenizer, max_length)
+    return mean_token_nll(scorer.score_targets(val.examples))
 
 
-def perplexity(contender: Contender, texts: list[str], max_length: int = 256) -> float:
-    """Perplexity of plain text, to see how much general language the adapter has forgotten."""
-    import torch
-
-    backend: Any = contender.backend
-    tokenizer = backend.base.tokenizer
-    total, count = 0.0, 0
-    with backend.host.active(backend.adapter) as model, torch.inference_mode():
-        for text in texts:
-            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_length)
-            input_ids = ids["input_ids"].to(backend.base.device)
-            if input_ids.shape[1] < 2:
-                continue
-            out = model(input_ids=input_ids, labels=input_ids)
-            n = input_ids.shape[1] - 1
-            total, count = total + float(out.loss) * n, count + n
-    return math.exp(total / max(count, 1))
+def text_perplexity(scorer: TargetScorer, texts: list[str], max_length: int = 256) -> float:
+    """Perplexity of plain text, to see how much general language an adapter has forgotten."""
+    examples = []
+    for text in texts:
+        ids = scorer.tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+        examples.append(TokenizedExample(ids, ids))
+    return math.exp(mean_token_nll(scorer.score_targets(examples)))
 
 
-def verdict(metrics: dict[str, Any], config: EvalConfig) -> tuple[bool, list[str]]:
+def verdict(
+    *,
+    win_rate: WinRates,
+    voice_similarity: ContenderScores,
+    val_loss: ValidationLoss | None,
+    forgetting: float | None,
+    config: EvalConfig,
+) -> Verdict:
     """Recommend promotion only when the candidate beats production and nothing regresses."""
     reasons = []
-    win = metrics["win_rate"]["vs_production"]
+    win = win_rate.vs_production
     if win <= config.min_win_rate:
         reasons.append(
             f"wins only {win:.0%} against production (needs > {config.min_win_rate:.0%})"
         )
-    similarity = metrics["voice_similarity"]
-    if similarity["candidate"] < similarity["production"]:
+    if voice_similarity.candidate < voice_similarity.production:
         reasons.append(
-            f"voice similarity fell from {similarity['production']:.3f} to {similarity['candidate']:.3f}"
+            f"voice similarity fell from {voice_similarity.production:.3f} "
+            f"to {voice_similarity.candidate:.3f}"
         )
-    loss = metrics.get("val_loss") or {}
-    if loss.get("candidate") is not None and loss.get("production") is not None:
-        limit = loss["production"] * (1 + config.max_val_loss_increase)
-        if loss["candidate"] > limit:
+    if val_loss is not None:
+        limit = val_loss.production * (1 + config.max_val_loss_increase)
+        if val_loss.candidate > limit:
             reasons.append(
-                f"validation loss rose from {loss['production']:.3f} to {loss['candidate']:.3f}"
+                f"validation loss rose from {val_loss.production:.3f} to {val_loss.candidate:.3f}"
             )
-    forgetting = metrics.get("forgetting")
     if forgetting is not None and forgetting > config.max_forgetting:
         reasons.append(
             f"general-text perplexity is {forgetting:.2f}x the base (limit {config.max_forgetting}x)"
         )
-    return not reasons, reasons
+    return Verdict(recommend_promote=not reasons, reasons=reasons)
 
 
 def evaluate(
@@ -220,8 +224,12 @@ def evaluate(
     config: EvalConfig | None = None,
     max_length: int = 1024,
     progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """The evaluation report of ``candidate`` on the validation set, as JSON-ready data."""
+) -> EvalReport:
+    """The evaluation report of ``candidate`` on the validation set.
+
+    Validation loss needs candidate and production to score tokens, forgetting the candidate and
+    ``base``; where one cannot (a hosted model), the report says so in ``not_measured``.
+    """
     config = config or EvalConfig()
     conversations = read_chat_jsonl(val_path)
     if not conversations:
@@ -253,55 +261,105 @@ def evaluate(
         win_baseline = pairwise_by_similarity(
             sims["candidate"], sims["baseline"], config.tie_margin
         )
-    labels = [i for i, ref in enumerate(references) if is_label(ref, config.label_max_words)]
-    metrics: dict[str, Any] = {
-        "examples": len(shown),
-        "judge": getattr(judge, "model_name", None) if judge else "closer to reference",
-        "labels": {
-            "candidate": candidate.label,
-            "production": production.label,
-            "baseline": baseline.label,
-        },
-        "voice_similarity": {k: round(sum(v) / len(v), 4) for k, v in sims.items()},
-        "win_rate": {
-            "vs_production": round(sum(win_production) / len(win_production), 4),
-            "vs_baseline": round(sum(win_baseline) / len(win_baseline), 4),
-        },
-        "exact_match": {
-            key: round(
-                sum(
-                    normalize_label(replies[key][i]) == normalize_label(references[i])
-                    for i in labels
-                )
-                / len(labels),
-                4,
+    exact_match = exact_match_rates(replies, list(references), config.label_max_words)
+    not_measured: list[str] = []
+    val_loss = _validation_losses(
+        candidate, production, val_path, max_length, not_measured, progress
+    )
+    forgetting = (
+        _forgetting(candidate, base, general_texts, not_measured, progress)
+        if general_texts and base is not None
+        else None
+    )
+    voice_similarity = ContenderScores(**{k: round(sum(v) / len(v), 4) for k, v in sims.items()})
+    win_rate = WinRates(
+        vs_production=round(sum(win_production) / len(win_production), 4),
+        vs_baseline=round(sum(win_baseline) / len(win_baseline), 4),
+    )
+    return EvalReport(
+        examples=len(shown),
+        judge=judge.model_name if judge else "closer to reference",
+        labels=ContenderLabels(
+            candidate=candidate.label, production=production.label, baseline=baseline.label
+        ),
+        voice_similarity=voice_similarity,
+        win_rate=win_rate,
+        exact_match=exact_match,
+        samples=[
+            Sample(
+                prompt=prompts[i][-1]["content"],
+                reference=references[i],
+                production=replies["production"][i],
+                candidate=replies["candidate"][i],
             )
-            for key in contenders
-        }
-        if labels
-        else None,
-        "samples": [
-            {
-                "prompt": prompts[i][-1]["content"],
-                "reference": references[i],
-                "production": replies["production"][i],
-                "candidate": replies["candidate"][i],
-            }
             for i in range(min(config.samples, len(shown)))
         ],
-    }
-    if candidate.is_local and production.is_local:
-        if progress:
-            progress("validation loss")
-        metrics["val_loss"] = {
-            "candidate": round(mean_target_loss(candidate, val_path, max_length), 4),
-            "production": round(mean_target_loss(production, val_path, max_length), 4),
-        }
-    if general_texts and base is not None and candidate.is_local:
-        if progress:
-            progress("forgetting")
-        ratio = perplexity(candidate, general_texts) / perplexity(base, general_texts)
-        metrics["forgetting"] = round(ratio, 4)
-    recommend, reasons = verdict(metrics, config)
-    metrics["verdict"] = {"recommend_promote": recommend, "reasons": reasons}
-    return metrics
+        val_loss=val_loss,
+        forgetting=forgetting,
+        not_measured=not_measured,
+        verdict=verdict(
+            win_rate=win_rate,
+            voice_similarity=voice_similarity,
+            val_loss=val_loss,
+            forgetting=forgetting,
+            config=config,
+        ),
+    )
+
+
+def exact_match_rates(
+    replies: dict[str, list[str]], references: list[str], label_max_words: int
+) -> ContenderScores | None:
+    """Each contender's share of label-like references matched exactly; None without labels."""
+    labels = [i for i, ref in enumerate(references) if is_label(ref, label_max_words)]
+    if not labels:
+        return None
+
+    def rate(key: str) -> float:
+        hits = sum(
+            normalize_label(replies[key][i]) == normalize_label(references[i]) for i in labels
+        )
+        return round(hits / len(labels), 4)
+
+    return ContenderScores(
+        candidate=rate("candidate"), production=rate("production"), baseline=rate("baseline")
+    )
+
+
+def _validation_losses(
+    candidate: Contender,
+    production: Contender,
+    val_path: Path,
+    max_length: int,
+    not_measured: list[str],
+    progress: Callable[[str], None] | None,
+) -> ValidationLoss | None:
+    """Both models' validation loss, or None (noted in ``not_measured``) if one cannot score."""
+    try:
+        scorers = target_scorer(candidate.backend), target_scorer(production.backend)
+    except ScoringNotSupported as exc:
+        not_measured.append(f"validation loss: {exc}")
+        return None
+    if progress:
+        progress("validation loss")
+    losses = [round(assistant_token_loss(s, val_path, max_length), 4) for s in scorers]
+    return ValidationLoss(candidate=losses[0], production=losses[1])
+
+
+def _forgetting(
+    candidate: Contender,
+    base: Contender,
+    general_texts: list[str],
+    not_measured: list[str],
+    progress: Callable[[str], None] | None,
+) -> float | None:
+    """General-text perplexity of the candidate ÷ the base's, or None if one cannot score."""
+    try:
+        scorers = target_scorer(candidate.backend), target_scorer(base.backend)
+    except ScoringNotSupported as exc:
+        not_measured.append(f"forgetting: {exc}")
+        return None
+    if progress:
+        progress("forgetting")
+    tuned, plain = (text_perplexity(s, general_texts) for s in scorers)
+    return round(tuned / plain, 4)

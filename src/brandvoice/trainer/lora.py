@@ -32,7 +32,7 @@ from brandvoice.trainer.lora_model import (
     build_lora_model,
     check_environment,
     load_adapter_state,
-    mean_target_loss,
+    mean_loss_per_target_token,
     torch_threads,
     use_bf16,
     validation_loss,
@@ -267,7 +267,7 @@ class _Run:
         """Validation loss, best-adapter bookkeeping, and whether the run is overfitting."""
         assert self.val is not None
         with self.autocast():
-            eval_loss = mean_target_loss(
+            eval_loss = mean_loss_per_target_token(
                 self.loss_module, self.val.examples, self.batch, 2 * self.config.batch_size,
                 self.accelerator,
             )  # fmt: skip

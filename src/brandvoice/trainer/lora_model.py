@@ -135,7 +135,7 @@ def validation_loss(
     def batch(examples: list[TokenizedExample]) -> dict[str, torch.Tensor]:
         return {k: v.to(target_device) for k, v in collate_padded(examples, 0).items()}
 
-    return mean_target_loss(TargetTokenLoss(model), val.examples, batch, batch_size, None)
+    return mean_loss_per_target_token(TargetTokenLoss(model), val.examples, batch, batch_size, None)
 
 
 def adapter_base_model(adapter_dir: Path | None) -> str:
@@ -148,14 +148,15 @@ def adapter_base_model(adapter_dir: Path | None) -> str:
     return TrainConfig().base_model
 
 
-def mean_target_loss(
+def mean_loss_per_target_token(
     loss_module: nn.Module,
     examples: list[TokenizedExample],
     batch: Any,
     batch_size: int,
     accelerator: Any,
 ) -> float:
-    """Token-weighted mean loss; batches of similar length, split across processes if any."""
+    """``loss_module``'s loss per target token over ``examples`` (token-weighted, not a mean of
+    per-example means); batches of similar length, split across processes if any."""
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if accelerator is not None:

@@ -33,6 +33,7 @@ from brandvoice.store.runs import RunCancelled, RunSkipped
 from brandvoice.store.snapshots import SnapshotOptions, snapshot_dataset
 from brandvoice.trainer.checkpoint import latest_checkpoint
 from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.eval_report import EvalReport
 from brandvoice.trainer.evaluate import Contender, EvalConfig, Similarity, evaluate
 from brandvoice.trainer.hosted import HostedConfig, make_provider, run_hosted_training
 from brandvoice.trainer.lora import TrainCallback, train_lora
@@ -52,7 +53,7 @@ class Progress(Protocol):
 
 GenerateStep = Callable[[Engine, Progress, int], Mapping[str, Any]]
 """Adds up to N synthetic variations per approved example that has none yet; returns its summary."""
-Publisher = Callable[[ModelVersion, dict[str, Any]], None]
+Publisher = Callable[[ModelVersion, EvalReport], None]
 """Announces a finished report (Slack, log)."""
 
 
@@ -220,11 +221,8 @@ def run_retrain(
     )
 
     progress.progress(0.8, "evaluate", {"training": training})
-    report = evaluate_candidate(
+    evaluated = evaluate_candidate(
         engine, config, services, candidate_backend, snapshot, progress, train_config.max_length
-    )
-    report.update(
-        training=training, snapshot=_snapshot_summary(snapshot), generated=dict(generated)
     )
 
     progress.progress(0.97, "register")
@@ -238,22 +236,28 @@ def run_retrain(
             hyperparameters=hyperparameters,
             adapter_path=str(adapter_path) if adapter_path is not None else None,
             hosted_model_id=hosted_model_id,
-            eval=report,
             actor=actor,
         )
         html_path = config.artifacts_dir / "reports" / f"{version.name}.html"
-        version.eval = {**report, "report_path": str(html_path)}
-        if config.auto_promote and report["verdict"]["recommend_promote"]:
+        report = evaluated.with_run(
+            training=training,
+            snapshot=_snapshot_summary(snapshot),
+            generated=generated,
+            report_path=str(html_path),
+        )
+        version.eval = report.to_stored()
+        if config.auto_promote and report.verdict.recommend_promote:
             promote_version(session, version.name, "auto-promote")
         session.add(version)
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(render_report_html(version.name, version.eval), encoding="utf-8")
+    html_path.write_text(render_report_html(version.name, report), encoding="utf-8")
     for publish in services.publishers:
         try:
-            publish(version, version.eval)
+            publish(version, report)
         except Exception:  # a failed announcement must not fail a finished run
             log.exception("publishing the report of %s failed", version.name)
-    return {"version": version.name, "verdict": report["verdict"], "training": training}
+    verdict = report.verdict.model_dump(mode="json")
+    return {"version": version.name, "verdict": verdict, "training": training}
 
 
 def _train_locally(
@@ -297,11 +301,11 @@ def evaluate_candidate(
     snapshot: DatasetSnapshot,
     progress: Progress,
     max_length: int,
-) -> dict[str, Any]:
+) -> EvalReport:
     """Evaluate the candidate (local or hosted) against production and the few-shot base model.
 
     The base comes from ``services.load_backend(None)``; validation loss and forgetting are only
-    measured where the models are local.
+    measured where the models can score tokens (local ones).
     """
     with session_scope(engine) as session:
         current = promoted_version(session)
@@ -324,7 +328,7 @@ def evaluate_candidate(
         baseline,
         services.similarity,
         general_texts=list(config.general_texts),
-        base=base if base.is_local else None,
+        base=base,
         judge=services.judge,
         config=config.eval,
         max_length=max_length,

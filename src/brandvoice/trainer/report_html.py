@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from html import escape
-from typing import Any
+
+from brandvoice.trainer.eval_report import EvalReport, LossPoint, SnapshotSummary, TrainingSummary
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;color:#1d2b1f}
@@ -14,13 +15,11 @@ pre{white-space:pre-wrap;margin:0;font-family:inherit}
 """
 
 
-def loss_curve_svg(evals: list[dict[str, Any]], width: int = 640, height: int = 220) -> str:
+def loss_curve_svg(evals: list[LossPoint], width: int = 640, height: int = 220) -> str:
     """Training and validation loss per evaluation step as an inline SVG line chart."""
     series = {
-        "train": [
-            (e["step"], e.get("train_loss")) for e in evals if e.get("train_loss") is not None
-        ],
-        "val": [(e["step"], e.get("eval_loss")) for e in evals if e.get("eval_loss") is not None],
+        "train": [(e.step, e.train_loss) for e in evals if e.train_loss is not None],
+        "val": [(e.step, e.eval_loss) for e in evals if e.eval_loss is not None],
     }
     points = [p for values in series.values() for p in values]
     if len(points) < 2:
@@ -52,15 +51,19 @@ def loss_curve_svg(evals: list[dict[str, Any]], width: int = 640, height: int = 
     )
 
 
-def _metric_rows(report: dict[str, Any]) -> str:
-    rows = []
-    sims = report.get("voice_similarity", {})
-    if sims:
-        rows.append(("Voice similarity ↑", sims.get("production"), sims.get("candidate"), True))
-    loss = report.get("val_loss") or {}
-    if loss:
-        rows.append(("Validation loss ↓", loss.get("production"), loss.get("candidate"), False))
-    wins = report.get("win_rate", {})
+def _metric_rows(report: EvalReport) -> str:
+    rows: list[tuple[str, float | None, float | None, bool]] = [
+        (
+            "Voice similarity ↑",
+            report.voice_similarity.production,
+            report.voice_similarity.candidate,
+            True,
+        )
+    ]
+    if report.val_loss is not None:
+        rows.append(
+            ("Validation loss ↓", report.val_loss.production, report.val_loss.candidate, False)
+        )
     html = []
     for name, production, candidate, higher_better in rows:
         better = (
@@ -72,49 +75,53 @@ def _metric_rows(report: dict[str, Any]) -> str:
         html.append(
             f"<tr><td>{name}</td><td>{production}</td><td class='{mark}'>{candidate}</td></tr>"
         )
-    if wins:
-        html.append(
-            f"<tr><td>Win rate vs production</td><td>–</td><td>{wins['vs_production']:.0%}</td></tr>"
-            f"<tr><td>Win rate vs few-shot base</td><td>–</td><td>{wins['vs_baseline']:.0%}</td></tr>"
-        )
-    if report.get("forgetting") is not None:
+    wins = report.win_rate
+    html.append(
+        f"<tr><td>Win rate vs production</td><td>–</td><td>{wins.vs_production:.0%}</td></tr>"
+        f"<tr><td>Win rate vs few-shot base</td><td>–</td><td>{wins.vs_baseline:.0%}</td></tr>"
+    )
+    if report.forgetting is not None:
         html.append(
             f"<tr><td>General-text perplexity vs base ↓</td><td>1.00</td>"
-            f"<td>{report['forgetting']:.2f}x</td></tr>"
+            f"<td>{report.forgetting:.2f}x</td></tr>"
         )
     return "".join(html)
 
 
-def render_report_html(version: str, report: dict[str, Any]) -> str:
-    verdict = report.get("verdict", {})
-    recommend = verdict.get("recommend_promote")
-    reasons = "".join(f"<li>{escape(r)}</li>" for r in verdict.get("reasons", []))
-    snapshot = report.get("snapshot", {})
-    labels = report.get("labels", {})
+def render_report_html(version: str, report: EvalReport) -> str:
+    verdict = report.verdict
+    reasons = "".join(f"<li>{escape(r)}</li>" for r in verdict.reasons)
+    snapshot = report.snapshot or SnapshotSummary()
+    training = report.training or TrainingSummary()
     samples = "".join(
         "<tr>"
         + "".join(
-            f"<td><pre>{escape(str(s.get(k, '')))}</pre></td>"
-            for k in ("prompt", "reference", "production", "candidate")
+            f"<td><pre>{escape(text)}</pre></td>"
+            for text in (s.prompt, s.reference, s.production, s.candidate)
         )
         + "</tr>"
-        for s in report.get("samples", [])
+        for s in report.samples
     )
-    training = report.get("training", {})
+    not_measured = "".join(f"<li>{escape(n)}</li>" for n in report.not_measured)
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>brandvoice {escape(version)} report</title><style>{STYLE}</style></head><body>
 <h1>brandvoice {escape(version)}</h1>
-<p class="verdict"><strong>{"Recommend promote" if recommend else "Do not promote"}</strong>
+<p class="verdict"><strong>{"Recommend promote" if verdict.recommend_promote else "Do not promote"}</strong>
 {f"<ul>{reasons}</ul>" if reasons else ""}</p>
-<p>Data: {snapshot.get("real_train", "?")} real + {snapshot.get("synthetic_train", "?")} synthetic
-training examples, {snapshot.get("val", "?")} validation; snapshot
-<code>{escape(str(snapshot.get("hash", ""))[:12])}</code>. Production:
-{escape(str(labels.get("production", "?")))}. Judge: {escape(str(report.get("judge", "")))}.</p>
+<p>Data: {_known(snapshot.real_train)} real + {_known(snapshot.synthetic_train)} synthetic
+training examples, {_known(snapshot.val)} validation; snapshot
+<code>{escape((snapshot.hash or "")[:12])}</code>. Production:
+{escape(report.labels.production)}. Judge: {escape(report.judge or "")}.</p>
 <h2>Metrics</h2><table><tr><th>metric</th><th>production</th><th>candidate</th></tr>
 {_metric_rows(report)}</table>
-<h2>Training</h2><p>{training.get("steps", "?")} steps, best at step
-{training.get("best_step", "?")}, {training.get("trained_tokens", "?")} trained tokens in
-{training.get("seconds", "?")} s ({escape(str(training.get("status", "")))}).</p>
-{loss_curve_svg(training.get("evals", []))}
+{f"<p>Not measured:</p><ul>{not_measured}</ul>" if not_measured else ""}
+<h2>Training</h2><p>{_known(training.steps)} steps, best at step
+{_known(training.best_step)}, {_known(training.trained_tokens)} trained tokens in
+{_known(training.seconds)} s ({escape(training.status or "")}).</p>
+{loss_curve_svg(training.evals)}
 <h2>Side by side</h2><table><tr><th>prompt</th><th>reference</th><th>production</th>
 <th>candidate</th></tr>{samples}</table></body></html>"""
+
+
+def _known(value: object) -> str:
+    return "?" if value is None else str(value)

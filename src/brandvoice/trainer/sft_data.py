@@ -18,10 +18,9 @@ from typing import Any
 
 import torch
 
-log = logging.getLogger(__name__)
+from brandvoice.inference.scoring import IGNORE_INDEX
 
-IGNORE_INDEX = -100
-"""Label value that cross-entropy ignores: the token is context, not a target."""
+log = logging.getLogger(__name__)
 
 Messages = Sequence[Mapping[str, Any]]
 

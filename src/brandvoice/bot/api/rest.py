@@ -23,8 +23,10 @@ from brandvoice.store.models import (
     ModelVersion,
     Split,
     TrainingRun,
+    VersionStatus,
 )
 from brandvoice.store.runs import enqueue_run, latest_runs, request_cancel
+from brandvoice.trainer.eval_report import EvalReport, report_of
 from brandvoice.trainer.registry import (
     RegistryError,
     discard_version,
@@ -188,20 +190,28 @@ def post_model_action(
     return version
 
 
-@router.get("/reports", tags=["reports"])
-def get_reports(session: SessionDep) -> list[dict[str, Any]]:
+class VersionReport(BaseModel):
+    """A version and its evaluation report (null when registered without one)."""
+
+    version: str
+    status: VersionStatus
+    eval: EvalReport | None
+
+
+def _version_report(version: ModelVersion) -> VersionReport:
+    return VersionReport(version=version.name, status=version.status, eval=report_of(version))
+
+
+@router.get("/reports", response_model=list[VersionReport], tags=["reports"])
+def get_reports(session: SessionDep) -> list[VersionReport]:
     """Every version's evaluation report, newest first."""
-    return [
-        {"version": v.name, "status": v.status, "eval": v.eval}
-        for v in reversed(list_versions(session))
-        if v.eval
-    ]
+    return [_version_report(v) for v in reversed(list_versions(session)) if v.eval]
 
 
-@router.get("/reports/{name}", tags=["reports"])
-def get_report(name: str, session: SessionDep) -> dict[str, Any]:
+@router.get("/reports/{name}", response_model=VersionReport, tags=["reports"])
+def get_report(name: str, session: SessionDep) -> VersionReport:
     try:
         version = get_version(session, name)
     except RegistryError as exc:
         raise _not_found(exc) from exc
-    return {"version": version.name, "status": version.status, "eval": version.eval}
+    return _version_report(version)

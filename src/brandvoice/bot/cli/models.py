@@ -27,6 +27,7 @@ from brandvoice.store.runs import (
     request_cancel,
     requeue_run,
 )
+from brandvoice.trainer.eval_report import report_of
 from brandvoice.trainer.registry import (
     discard_version,
     get_version,
@@ -171,15 +172,14 @@ def list_models() -> None:
         table.add_column(column)
     with session_scope(engine()) as session:
         for v in list_versions(session):
-            report = v.eval or {}
-            verdict = report.get("verdict", {})
+            report = report_of(v)
             table.add_row(
                 v.name,
                 v.status,
                 v.base_model,
-                str(report.get("voice_similarity", {}).get("candidate", "–")),
-                str(report.get("win_rate", {}).get("vs_production", "–")),
-                "promote" if verdict.get("recommend_promote") else "hold" if verdict else "–",
+                str(report.voice_similarity.candidate) if report else "–",
+                str(report.win_rate.vs_production) if report else "–",
+                ("promote" if report.verdict.recommend_promote else "hold") if report else "–",
                 f"{v.promoted_by} {v.promoted_at:%Y-%m-%d %H:%M}" if v.promoted_at else "",
             )
     console.print(table)

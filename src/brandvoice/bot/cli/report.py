@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from brandvoice.bot.cli.context import console
 from brandvoice.store.models import ModelVersion
+from brandvoice.trainer.eval_report import EvalReport, report_of
 
 
 def _arrow(candidate: float | None, production: float | None, higher_is_better: bool) -> str:
@@ -16,42 +19,50 @@ def _arrow(candidate: float | None, production: float | None, higher_is_better: 
     return "[green]▲ better[/green]" if better else "[red]▼ worse[/red]"
 
 
-def print_report(version: ModelVersion) -> None:
-    report = version.eval or {}
-    if not report:
-        console.print(f"{version.name} has no evaluation report")
-        return
-    labels = report.get("labels", {})
-    table = Table(title=f"{version.name} against {labels.get('production', 'production')}")
+def report_renderable(name: str, report: EvalReport) -> RenderableType:
+    """The metrics table, the samples side by side and the verdict of version ``name``."""
+    labels = report.labels
+    table = Table(title=f"{name} against {labels.production}")
     for column in ("metric", "production", "candidate", ""):
         table.add_column(column)
-    sims = report.get("voice_similarity", {})
-    table.add_row("voice similarity", str(sims.get("production")), str(sims.get("candidate")),
-                  _arrow(sims.get("candidate"), sims.get("production"), True))  # fmt: skip
-    loss = report.get("val_loss") or {}
-    if loss:
-        table.add_row("validation loss", str(loss.get("production")), str(loss.get("candidate")),
-                      _arrow(loss.get("candidate"), loss.get("production"), False))  # fmt: skip
-    wins = report.get("win_rate", {})
-    table.add_row("win rate vs production", "", f"{wins.get('vs_production', 0):.0%}", "")
-    table.add_row(f"win rate vs {labels.get('baseline', 'few-shot base')}", "",
-                  f"{wins.get('vs_baseline', 0):.0%}", "")  # fmt: skip
-    if report.get("forgetting") is not None:
-        table.add_row("perplexity vs base (forgetting)", "1.00", f"{report['forgetting']:.2f}x", "")
-    console.print(table)
-    for sample in report.get("samples", []):
-        console.print(
-            Panel(
-                f"[bold]prompt[/bold] {sample['prompt']}\n[bold]reference[/bold] {sample['reference']}\n"
-                f"[bold]production[/bold] {sample['production']}\n[bold]candidate[/bold] {sample['candidate']}",
-                expand=True,
-            )
-        )
-    verdict = report.get("verdict", {})
-    if verdict.get("recommend_promote"):
-        console.print(f"[green bold]verdict: recommend promoting {version.name}[/green bold]")
+    sims = report.voice_similarity
+    table.add_row("voice similarity", str(sims.production), str(sims.candidate),
+                  _arrow(sims.candidate, sims.production, True))  # fmt: skip
+    loss = report.val_loss
+    if loss is not None:
+        table.add_row("validation loss", str(loss.production), str(loss.candidate),
+                      _arrow(loss.candidate, loss.production, False))  # fmt: skip
+    wins = report.win_rate
+    table.add_row("win rate vs production", "", f"{wins.vs_production:.0%}", "")
+    table.add_row(f"win rate vs {labels.baseline}", "", f"{wins.vs_baseline:.0%}", "")
+    if report.forgetting is not None:
+        table.add_row("perplexity vs base (forgetting)", "1.00", f"{report.forgetting:.2f}x", "")
+    parts: list[RenderableType] = [table]
+    parts.extend(Text(f"not measured: {reason}") for reason in report.not_measured)
+    for sample in report.samples:
+        body = Text()
+        for label, text in (
+            ("prompt", sample.prompt),
+            ("reference", sample.reference),
+            ("production", sample.production),
+            ("candidate", sample.candidate),
+        ):
+            body.append(label, style="bold").append(f" {text}\n")
+        body.rstrip()
+        parts.append(Panel(body, expand=True))
+    if report.verdict.recommend_promote:
+        parts.append(Text(f"verdict: recommend promoting {name}", style="green bold"))
     else:
-        reasons = "; ".join(verdict.get("reasons", []))
-        console.print(f"[yellow bold]verdict: hold {version.name}[/yellow bold] ({reasons})")
-    if report.get("report_path"):
-        console.print(f"HTML report: {report['report_path']}")
+        verdict = Text(f"verdict: hold {name}", style="yellow bold")
+        parts.append(verdict.append(f" ({report.verdict.reason})", style="default"))
+    if report.report_path:
+        parts.append(Text(f"HTML report: {report.report_path}"))
+    return Group(*parts)
+
+
+def print_report(version: ModelVersion) -> None:
+    report = report_of(version)
+    if report is None:
+        console.print(f"{version.name} has no evaluation report")
+        return
+    console.print(report_renderable(version.name, report))

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from brandvoice.store.models import ModelVersion
+from brandvoice.trainer.eval_report import EvalReport
+
 SECTION_LIMIT = 3000
 """Slack refuses a section whose text is longer (``invalid_blocks``)."""
 FIELD_LIMIT = 2000
@@ -276,18 +279,14 @@ METRICS: dict[str, MetricSpec] = {
 }
 
 
-def metric_line(name: str, value: Any) -> str:
+def metric_line(name: str, candidate: float | None, production: float | None = None) -> str:
     """``*Validation loss*\\n1.302 → *1.104* ▼ ✅``: production, candidate, direction, verdict."""
-    entry = value if isinstance(value, Mapping) else {"candidate": value}
-    spec = METRICS.get(name) or MetricSpec(
-        name.replace("_", " ").capitalize(), bool(entry.get("higher_is_better", True))
-    )
-    candidate = entry.get("candidate")
-    reference = entry.get("production", spec.baseline)
-    if not isinstance(candidate, int | float):
+    spec = METRICS.get(name) or MetricSpec(name.replace("_", " ").capitalize(), True)
+    reference = production if production is not None else spec.baseline
+    if candidate is None:
         return f"*{spec.label}*\n–"
     shown = spec.fmt.format(candidate)
-    if not isinstance(reference, int | float):
+    if reference is None:
         return f"*{spec.label}*\n*{shown}*"
     diff = candidate - reference
     if abs(diff) < 1e-9:
@@ -298,57 +297,68 @@ def metric_line(name: str, value: Any) -> str:
     return f"*{spec.label}*\n{spec.fmt.format(reference)} → *{shown}* {mark}"
 
 
-def build_report_blocks(report: Mapping[str, Any]) -> list[Block]:
-    """The training report with Promote and Discard buttons.
+def report_metric_lines(report: EvalReport) -> list[str]:
+    """One line per measured metric: the candidate against production (or a fixed baseline)."""
+    lines = []
+    if report.val_loss is not None:
+        lines.append(metric_line("val_loss", report.val_loss.candidate, report.val_loss.production))
+    similarity = report.voice_similarity
+    lines.append(metric_line("voice_similarity", similarity.candidate, similarity.production))
+    lines.append(metric_line("win_rate", report.win_rate.vs_production))
+    lines.append(metric_line("win_rate_vs_base", report.win_rate.vs_baseline))
+    if report.exact_match is not None:
+        match = report.exact_match
+        lines.append(metric_line("exact_match", match.candidate, match.production))
+    if report.forgetting is not None:
+        lines.append(metric_line("forgetting", report.forgetting))
+    return lines
 
-    ``report`` keys: ``version``, ``base_model``, ``run_id``, ``production`` (its label; None: the
-    base model), ``data`` (``real``, ``synthetic``, ``snapshot_hash``), ``metrics`` (name ->
-    ``{"candidate": x, "production": y}`` or a number), ``samples`` (``prompt``, ``reference``,
-    ``production``, ``candidate``) and ``verdict`` (``recommend_promote``, ``reason``).
-    ``reports.report_from_eval`` builds it from the pipeline's eval.
-    """
-    version = str(report["version"])
-    data = report.get("data") or {}
-    verdict = report.get("verdict") or {}
-    production = report.get("production") or "the base model"
-    about = [f"Base model `{report.get('base_model', '?')}`"]
-    if report.get("run_id") is not None:
-        about.append(f"run #{report['run_id']}")
-    about.append(f"compared with {production} (production)")
-    snapshot = str(data.get("snapshot_hash") or "")[:12]
+
+def build_report_blocks(version: ModelVersion, report: EvalReport) -> list[Block]:
+    """The training report of ``version`` with Promote and Discard buttons."""
+    name = version.name
+    about = [f"Base model `{version.base_model}`"]
+    if version.run_id is not None:
+        about.append(f"run #{version.run_id}")
+    about.append(f"compared with {report.labels.production} (production)")
+    data = section("*Data:* –")
+    if report.snapshot is not None:
+        snapshot = report.snapshot
+        data = section(
+            f"*Data:* {snapshot.real_examples} real + {snapshot.synthetic_examples} synthetic "
+            "examples" + (f" · snapshot `{snapshot.hash[:12]}`" if snapshot.hash else "")
+        )
     blocks: list[Block] = [
-        {"type": "header", "text": plain(f"Training report · {version}")},
+        {"type": "header", "text": plain(f"Training report · {name}")},
         context(" · ".join(about)),
-        section(
-            f"*Data:* {data.get('real', 0)} real + {data.get('synthetic', 0)} synthetic examples"
-            + (f" · snapshot `{snapshot}`" if snapshot else "")
-        ),
+        data,
     ]
-    metrics = list((report.get("metrics") or {}).items())
-    for start in range(0, len(metrics), 10):
-        fields = [mrkdwn(metric_line(name, value)) for name, value in metrics[start : start + 10]]
-        blocks.append({"type": "section", "fields": fields})
-    for number, sample in enumerate((report.get("samples") or [])[:3], start=1):
+    lines = report_metric_lines(report)
+    for start in range(0, len(lines), 10):
+        blocks.append({"type": "section", "fields": [mrkdwn(t) for t in lines[start : start + 10]]})
+    if report.not_measured:
+        blocks.append(context(truncate("Not measured: " + "; ".join(report.not_measured), 3000)))
+    for number, sample in enumerate(report.samples[:3], start=1):
         blocks.append({"type": "divider"})
-        text = f"*Sample {number}*\n{quote(str(sample.get('prompt', '')), 500)}"
-        if sample.get("reference"):
-            text += f"\n_Reference:_ {truncate(str(sample['reference']), 500)}"
+        text = f"*Sample {number}*\n{quote(sample.prompt, 500)}"
+        if sample.reference:
+            text += f"\n_Reference:_ {truncate(sample.reference, 500)}"
         blocks.append(section(text))
         blocks.append(
             {
                 "type": "section",
                 "fields": [
-                    mrkdwn(truncate(f"*Production*\n{sample.get('production', '')}", 900)),
-                    mrkdwn(truncate(f"*Candidate {version}*\n{sample.get('candidate', '')}", 900)),
+                    mrkdwn(truncate(f"*Production*\n{sample.production}", 900)),
+                    mrkdwn(truncate(f"*Candidate {name}*\n{sample.candidate}", 900)),
                 ],
             }
         )
     blocks.append({"type": "divider"})
-    recommend = bool(verdict.get("recommend_promote"))
-    headline = "✅ Recommend promote" if recommend else "⚠️ Keep production"
-    reason = verdict.get("reason")
+    verdict = report.verdict
+    headline = "✅ Recommend promote" if verdict.recommend_promote else "⚠️ Keep production"
+    reason = verdict.reason
     blocks.append(section(f"*Verdict:* {headline}" + (f" — {reason}" if reason else "")))
-    blocks.append(report_actions(version))
+    blocks.append(report_actions(name))
     return blocks
 
 
@@ -384,8 +394,7 @@ def report_actions(version: str) -> Block:
     }
 
 
-def report_text(report: Mapping[str, Any]) -> str:
+def report_text(version: ModelVersion, report: EvalReport) -> str:
     """Notification and fallback text of the report."""
-    recommend = bool((report.get("verdict") or {}).get("recommend_promote"))
-    advice = "recommend promote" if recommend else "keep production"
-    return f"Training report for {report['version']}: {advice}"
+    advice = "recommend promote" if report.verdict.recommend_promote else "keep production"
+    return f"Training report for {version.name}: {advice}"

@@ -19,13 +19,13 @@ from brandvoice.bot.slack.operations import (
     current_schedule,
     enqueue_generation,
     enqueue_training,
-    eval_highlights,
     latest_snapshot,
     next_run_at,
     set_schedule,
     status_summary,
 )
 from brandvoice.store.examples import example_counts
+from brandvoice.trainer.eval_report import report_of
 from brandvoice.trainer.registry import RegistryError, discard_version, promote_version, rollback
 
 COMMAND = "/brandvoice"
@@ -113,7 +113,9 @@ def _status(session: Session, deps: SlackDeps, user: str, arg: str) -> CommandRe
         )
     else:
         when = f" {slack_date(version.promoted_at)}" if version.promoted_at else ""
-        scores = " · ".join(f"{k} {v:.3g}" for k, v in eval_highlights(version.eval).items())
+        report = report_of(version)
+        highlights = report.highlights() if report is not None else {}
+        scores = " · ".join(f"{k} {v:.3g}" for k, v in highlights.items())
         lines.append(
             f"*In production:* {version.name}, promoted by <@{version.promoted_by}>{when}"
             + (f" · {scores}" if scores else "")

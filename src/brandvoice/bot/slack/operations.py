@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -102,15 +101,3 @@ def status_summary(session: Session, default_schedule: str, timezone: str) -> St
 def latest_snapshot(session: Session) -> DatasetSnapshot | None:
     query = select(DatasetSnapshot).order_by(col(DatasetSnapshot.id).desc())
     return session.exec(query).first()
-
-
-def eval_highlights(evaluation: dict[str, Any], limit: int = 4) -> dict[str, float]:
-    """A few numbers from a version's eval: top-level ones, or candidates' values under metrics."""
-    found: dict[str, float] = {}
-    metrics = evaluation.get("metrics") if isinstance(evaluation.get("metrics"), dict) else {}
-    for name, value in [*evaluation.items(), *metrics.items()]:
-        if isinstance(value, dict):
-            value = value.get("candidate")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            found.setdefault(name, float(value))
-    return dict(list(found.items())[:limit])

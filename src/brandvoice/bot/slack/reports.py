@@ -22,75 +22,31 @@ from brandvoice.bot.slack.blocks import (
 from brandvoice.bot.slack.client import make_client, post_ephemeral, post_message, update_message
 from brandvoice.bot.slack.deps import SlackDeps
 from brandvoice.store.models import ModelVersion, utcnow
+from brandvoice.trainer.eval_report import EvalReport
 from brandvoice.trainer.registry import RegistryError, discard_version, promote_version
 
 log = logging.getLogger(__name__)
 
 
-def report_from_eval(version: ModelVersion, evaluation: Mapping[str, Any]) -> dict[str, Any]:
-    """The report ``build_report_blocks`` shows, from a version and the pipeline's eval dict."""
-    snapshot = evaluation.get("snapshot") or {}
-    by_source = snapshot.get("by_source") or {}
-    synthetic = int(by_source.get("synthetic", 0))
-    win = evaluation.get("win_rate") or {}
-    similarity = evaluation.get("voice_similarity") or {}
-    metrics: dict[str, Any] = {}
-    if evaluation.get("val_loss"):
-        metrics["val_loss"] = evaluation["val_loss"]
-    if similarity:
-        metrics["voice_similarity"] = {
-            "candidate": similarity.get("candidate"),
-            "production": similarity.get("production"),
-        }
-    if "vs_production" in win:
-        metrics["win_rate"] = {"candidate": win["vs_production"]}
-    if "vs_baseline" in win:
-        metrics["win_rate_vs_base"] = {"candidate": win["vs_baseline"]}
-    if evaluation.get("exact_match"):
-        metrics["exact_match"] = evaluation["exact_match"]
-    if evaluation.get("forgetting") is not None:
-        metrics["forgetting"] = {"candidate": evaluation["forgetting"]}
-    verdict = evaluation.get("verdict") or {}
-    return {
-        "version": version.name,
-        "base_model": version.base_model,
-        "run_id": version.run_id,
-        "production": (evaluation.get("labels") or {}).get("production"),
-        "data": {
-            "real": sum(by_source.values()) - synthetic,
-            "synthetic": synthetic,
-            "snapshot_hash": snapshot.get("hash"),
-        },
-        "metrics": metrics,
-        "samples": evaluation.get("samples") or [],
-        "verdict": {
-            "recommend_promote": bool(verdict.get("recommend_promote")),
-            "reason": "; ".join(verdict.get("reasons") or []) or verdict.get("reason"),
-        },
-    }
-
-
-def slack_report_publisher(settings: Settings) -> Callable[[ModelVersion, dict[str, Any]], None]:
+def slack_report_publisher(settings: Settings) -> Callable[[ModelVersion, EvalReport], None]:
     """A pipeline publisher posting each report to ``REPORT_CHANNEL`` (for the sync worker)."""
 
-    def publish(version: ModelVersion, evaluation: dict[str, Any]) -> None:
+    def publish(version: ModelVersion, report: EvalReport) -> None:
         client = make_client(settings.slack_bot_token, settings.slack_api_url)
-        report = report_from_eval(version, evaluation)
-        asyncio.run(post_training_report(client, settings.report_channel, report))
+        asyncio.run(post_training_report(client, settings.report_channel, version, report))
 
     return publish
 
 
 async def post_training_report(
-    client: AsyncWebClient, channel: str | None, report: Mapping[str, Any]
+    client: AsyncWebClient, channel: str | None, version: ModelVersion, report: EvalReport
 ) -> str | None:
     """Post the report; its message ts, or None when no channel is set or Slack refused (logged)."""
+    text = report_text(version, report)
     if not channel:
-        log.info("%s (no REPORT_CHANNEL set, so not posted to Slack)", report_text(report))
+        log.info("%s (no REPORT_CHANNEL set, so not posted to Slack)", text)
         return None
-    return await post_message(
-        client, channel, report_text(report), blocks=build_report_blocks(report)
-    )
+    return await post_message(client, channel, text, blocks=build_report_blocks(version, report))
 
 
 @dataclass(frozen=True)
