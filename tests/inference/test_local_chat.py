@@ -217,6 +217,7 @@ def test_scoring_matches_the_models_own_loss_in_input_order_through_the_adapter(
     assert scores[3].nll < scores[0].nll
     tuned = LocalChat(adapter=random_adapter).score_targets(examples)
     assert [s.tokens for s in tuned] == [s.tokens for s in scores]
-    assert all(t.nll != pytest.approx(s.nll, rel=1e-3) for t, s in zip(tuned, scores, strict=True))
+    assert tuned[0].nll > scores[0].nll * 1.05 and tuned[2].nll > scores[2].nll * 1.05
+    # The adapter is off again for the base, scored alone or in another batch.
     assert chat.score_targets(examples[:1])[0].nll == pytest.approx(scores[0].nll, rel=1e-5)
     assert isinstance(chat, TargetScorer)

@@ -16,8 +16,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from brandvoice.inference.local_chat import LocalChat
 from brandvoice.trainer.checkpoint import FitState, latest_checkpoint
 from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.evaluate import assistant_token_loss
 from brandvoice.trainer.lora import TrainCallback, TrainResult, record_eval, train_lora
 from brandvoice.trainer.lora_model import TargetTokenLoss, validation_loss
 from brandvoice.trainer.sft_data import collate_packed, collate_padded, tokenize_chat_file
@@ -124,6 +126,11 @@ def test_adapter_loads_with_peft_and_changes_greedy_output(
     # The written adapter is the best one, scored by the helper evaluation reuses.
     best = runs.straight.best_eval_loss
     assert validation_loss(tuned, brand_files[1], max_length=128) == pytest.approx(best, rel=1e-4)
+    # Evaluation scores it through LocalChat's public scoring interface to the same figure.
+    chat = LocalChat(adapter=out, device="cpu")
+    assert assistant_token_loss(chat, brand_files[1], max_length=128) == pytest.approx(
+        best, rel=1e-4
+    )
 
 
 def test_resuming_from_a_mid_run_checkpoint_reaches_the_uninterrupted_result(runs: Runs) -> None:
