@@ -70,8 +70,7 @@ def make_report(
     )
 
 
-def old_stored_report(kind: str = "local") -> dict[str, Any]:
-    """A report exactly as the code before ``EvalReport`` stored it (no schema version), captured
-    from the pipeline tests of that code: ``local`` (tests/pipeline) or ``hosted`` (tests/hosted,
-    OpenAI through the fake server)."""
-    return json.loads((TEST_DATA / f"eval_report_v1_{kind}.json").read_text(encoding="utf-8"))
+def old_stored_report() -> dict[str, Any]:
+    """A report exactly as the code before ``EvalReport`` stored it (no schema version): captured
+    from that code's hosted pipeline test (OpenAI through the fake server, tests/hosted)."""
+    return json.loads((TEST_DATA / "eval_report_v1_hosted.json").read_text(encoding="utf-8"))

@@ -150,7 +150,7 @@ def test_chat_replies_are_redacted_before_they_are_recorded(engine, tmp_path):
 def test_reports_are_served_as_the_typed_report_old_rows_included(client, engine):
     report = make_report()
     with session_scope(engine) as session:
-        register_candidate(session, base_model="base", eval=old_stored_report("hosted"))
+        register_candidate(session, base_model="base", eval=old_stored_report())
         register_candidate(session, base_model="base", eval=report.to_stored())
         register_candidate(session, base_model="base")
 
