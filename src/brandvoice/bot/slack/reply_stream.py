@@ -57,11 +57,6 @@ class ReplyStream:
         self._pending = ""
         self._last_sent = float("-inf")
 
-    @property
-    def streaming(self) -> bool:
-        """False once the reply fell back to a placeholder updated in place."""
-        return self._streaming
-
     async def start(self) -> bool:
         """Without streaming, post the placeholder now; False when Slack refused the message."""
         if self._streaming:
@@ -93,7 +88,7 @@ class ReplyStream:
         """End the reply, with ``extra`` text after what was generated and ``footer`` under it."""
         if self._streaming and self.ts is not None:
             try:
-                await self._stream().stop(
+                await (await self._stream()).stop(
                     markdown_text=(self._pending + extra) or None,
                     blocks=list(footer) or None,
                     metadata=metadata,
@@ -110,12 +105,11 @@ class ReplyStream:
 
     # --- the two ways of showing text ----------------------------------------------------------
 
-    def _stream(self) -> AsyncChatStream:
+    async def _stream(self) -> AsyncChatStream:
+        """slack_sdk's ``chat_stream`` helper; every append is sent, as ``add`` paces them."""
         if self._streamer is None:
             user, team = self._recipient
-            self._streamer = AsyncChatStream(
-                self.client,
-                logger=log,
+            self._streamer = await self.client.chat_stream(
                 channel=self.channel,
                 thread_ts=self.thread_ts,
                 recipient_user_id=user,
@@ -128,12 +122,13 @@ class ReplyStream:
         self._last_sent = time.monotonic()
         if self._streaming:
             try:
-                await self._stream().append(markdown_text=self._pending)
-                self.ts = self._stream().ts
+                stream = await self._stream()
+                await stream.append(markdown_text=self._pending)
+                self.ts = stream.ts
                 self._pending = ""
                 return
             except (SlackApiError, SlackRequestError) as exc:
-                started = self._stream().ts is not None
+                started = self._streamer is not None and self._streamer.ts is not None
                 self._fall_back("chat.appendStream" if started else "chat.startStream", exc)
         if self.ts is None and not await self._post_placeholder():
             raise ReplyUndeliverable(self.channel)
