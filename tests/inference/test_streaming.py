@@ -86,3 +86,18 @@ async def test_a_producer_error_reaches_the_reader():
         async for delta in stream_from_thread(failing):
             seen.append(delta.text)
     assert seen == ["Hel"]
+
+
+async def test_a_producer_that_sets_its_own_stop_event_still_delivers_its_last_delta():
+    def tidy(stop: threading.Event) -> Iterator[ChatDelta]:
+        yield ChatDelta("Done")
+        stop.set()  # e.g. cleaning up its own generation
+        yield ChatDelta("", "stop", Usage(1, 1))
+
+    deltas = await asyncio.wait_for(_all(stream_from_thread(tidy)), 5)
+    assert [d.text for d in deltas] == ["Done", ""]
+    assert deltas[-1].finish_reason == "stop"
+
+
+async def _all(deltas) -> list[ChatDelta]:  # type: ignore[no-untyped-def]
+    return [delta async for delta in deltas]

@@ -82,20 +82,22 @@ async def stream_from_thread(produce: DeltaProducer) -> AsyncIterator[ChatDelta]
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     stop = threading.Event()
+    reader_gone = threading.Event()
 
     def post(kind: str, item: Any) -> None:
-        if stop.is_set():
-            return  # the reader has gone; its loop may be closed already
+        if reader_gone.is_set():
+            return  # its loop may be closed already
         try:
             loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
         except RuntimeError:  # the loop closed between the check and the call
+            reader_gone.set()
             stop.set()
 
     def run() -> None:
         try:
             for delta in produce(stop):
                 post("delta", delta)
-                if stop.is_set():
+                if reader_gone.is_set():
                     break
         except BaseException as exc:  # handed to the consumer, who raises it
             post("error", exc)
@@ -114,6 +116,7 @@ async def stream_from_thread(produce: DeltaProducer) -> AsyncIterator[ChatDelta]
             else:
                 return
     finally:
+        reader_gone.set()
         stop.set()
 
 

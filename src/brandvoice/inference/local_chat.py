@@ -247,7 +247,7 @@ class LocalChat:
 
         worker = threading.Thread(target=generate, name="local-chat-generate", daemon=True)
         worker.start()
-        started = False
+        started = finished = False
         try:
             for text in streamer:
                 if not started:
@@ -255,8 +255,10 @@ class LocalChat:
                     started = bool(text)
                 if text:
                     yield ChatDelta(text, model=self.model_name)
+            finished = True
         finally:
-            stop.set()
+            if not finished:  # the reader left early: stop generating
+                stop.set()
         worker.join()
         if "error" in outcome:
             raise outcome["error"]
