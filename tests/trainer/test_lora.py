@@ -6,7 +6,9 @@ The base is loaded once per session; each run trains a deep copy of it.
 from __future__ import annotations
 
 import copy
+import io
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,13 @@ from brandvoice.inference.local_chat import LocalChat
 from brandvoice.trainer.checkpoint import FitState, latest_checkpoint
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.evaluate import assistant_token_loss
-from brandvoice.trainer.lora import TrainCallback, TrainResult, record_eval, train_lora
+from brandvoice.trainer.lora import (
+    ProgressLines,
+    TrainCallback,
+    TrainResult,
+    record_eval,
+    train_lora,
+)
 from brandvoice.trainer.lora_model import TargetTokenLoss, validation_loss
 from brandvoice.trainer.sft_data import collate_packed, collate_padded, tokenize_chat_file
 
@@ -206,3 +214,36 @@ def test_early_stopping_fires_when_validation_rises_while_training_falls() -> No
     for step, (eval_loss, train_loss) in enumerate([(2.0, 3.0), (2.5, 3.1), (2.6, 3.2)], 1):
         plateau.step = step
         assert record_eval(plateau, eval_loss, train_loss, patience=1) == (step == 1, False)
+
+
+def test_progress_lines_report_step_loss_and_eta_every_n_steps() -> None:
+    stream = io.StringIO()
+    lines = ProgressLines(stream, every=10)
+    for step in range(1, 31):
+        metrics = {"loss": 3.0 - step / 10, "elapsed_s": 2.0 * step, "trained_tokens": 100 * step}
+        lines.on_step(step, 30, metrics)
+        if step == 30:
+            lines.on_eval(step, 30, {"eval_loss": 1.25, "best_eval_loss": 1.25})
+    assert stream.getvalue().splitlines() == [
+        "train step 1/30  loss 2.9000  50 tok/s  elapsed 0:00:02  ETA 0:00:58",
+        "train step 10/30  loss 2.0000  50 tok/s  elapsed 0:00:20  ETA 0:00:40",
+        "train step 20/30  loss 1.0000  50 tok/s  elapsed 0:00:40  ETA 0:00:20",
+        "train step 30/30  loss 0.0000  50 tok/s  elapsed 0:01:00  ETA 0:00:00",
+        "eval  step 30/30  val loss 1.2500  best 1.2500",
+    ]
+
+
+def test_training_prints_progress_lines_when_stdout_is_not_a_terminal(
+    fresh_base: Any, brand_files: tuple[Path, Path], tmp_path: Path, capsys: Any
+) -> None:
+    train, val = brand_files
+    config = CONFIG.model_copy(update={"max_steps": 2, "eval_every": 2})
+    assert not sys.stdout.isatty()
+    train_lora(train, val, tmp_path / "run", config, base_model=copy.deepcopy(fresh_base))
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split("  loss")[0] for line in printed if line.startswith("train")] == [
+        "train step 1/2",
+        "train step 2/2",
+    ]
+    assert printed[-2].endswith("ETA 0:00:00")
+    assert printed[-1].startswith("eval  step 2/2  val loss ")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch import nn
 
 from brandvoice.inference.base_model import load_tokenizer, pick_device
 from brandvoice.trainer import checkpoint as ckpt
+from brandvoice.trainer.callbacks import ProgressLines, TrainCallback, is_terminal
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.lora_model import (
     TargetTokenLoss,
@@ -46,26 +48,11 @@ from brandvoice.trainer.sft_data import (
     tokenize_chat_file,
 )
 
-__all__ = ["TrainCallback", "TrainResult", "train_lora", "validation_loss"]
+__all__ = ["ProgressLines", "TrainCallback", "TrainResult", "train_lora", "validation_loss"]
 
 log = logging.getLogger(__name__)
 
 Status = Literal["completed", "early_stopped", "cancelled"]
-
-
-class TrainCallback:
-    """Progress hooks: subclass and override what you need (any object with some of these methods
-    works too). Returning ``"stop"``, or ``should_stop()`` turning true (polled after every step),
-    cancels the run after a checkpoint, so it can be resumed. Called on the main process only."""
-
-    def on_step(self, step: int, total: int, metrics: Mapping[str, float]) -> str | None:
-        return None
-
-    def on_eval(self, step: int, total: int, metrics: Mapping[str, float]) -> str | None:
-        return None
-
-    def should_stop(self) -> bool:
-        return False
 
 
 @dataclass
@@ -99,11 +86,15 @@ def train_lora(
 
     ``base_model`` is an already loaded, uncached base to train on (it is modified); by default a
     fresh copy of ``config.base_model`` is loaded. ``resume_from`` is a checkpoint or a run
-    directory holding checkpoints, written by a run with the same data and config.
+    directory holding checkpoints, written by a run with the same data and config. When standard
+    output is not a terminal, progress lines are written there (unless a ``ProgressLines`` is
+    among the callbacks already).
     """
     config = config or TrainConfig()
     output_dir = Path(output_dir)
     hooks = [callbacks] if isinstance(callbacks, TrainCallback) else list(callbacks or [])
+    if not is_terminal(sys.stdout) and not any(isinstance(h, ProgressLines) for h in hooks):
+        hooks.append(ProgressLines(sys.stdout))
     with torch_threads(config.num_threads):
         return _fit(
             config, train_path, val_path, output_dir, hooks, snapshot_hash, resume_from, base_model

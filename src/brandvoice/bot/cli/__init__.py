@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from brandvoice.bot.cli import data, demo, generate, models, serve
-from brandvoice.bot.cli.context import configure_logging, console, engine, friendly_errors, settings
+from brandvoice.bot.cli.context import console, engine, err_console, friendly_errors, settings
+from brandvoice.bot.cli.logs import configure_logging
 
 app = typer.Typer(
     help="brandvoice: teach a model your team's voice from inside Slack.",
@@ -33,8 +34,12 @@ app.command("worker")(serve.worker_command)
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    configure_logging(verbose)
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show library logs, warnings and progress bars.")
+    ] = False,
+) -> None:
+    configure_logging(verbose, err_console)
 
 
 @db_app.command("upgrade")

@@ -1,0 +1,60 @@
+"""What a user sees when a command loads the model: our output only, library noise with ``-v``.
+
+Each run has its own home directory, so the packaged GGUF is converted afresh (the slowest and
+noisiest library step) and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "brandvoice"]
+LIBRARY_NOISE = (
+    "Converting and de-quantizing GGUF tensors",
+    "Loading weights",
+    "Writing model shards",
+    "it/s]",
+    "Warning",
+    "[transformers]",
+)
+
+
+def chat(tmp_path: Path, database_url: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    home = tmp_path / f"home{'-'.join(flags)}"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "DATABASE_URL": database_url,
+        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+    }
+    command = [*CLI, *flags, "chat", "Say hello to the team", "--max-tokens", "4"]
+    return subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
+
+
+def test_loading_the_model_prints_only_our_output_and_verbose_shows_the_libraries(
+    tmp_path: Path, database_url: str
+) -> None:
+    quiet = chat(tmp_path, database_url)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.startswith("base model:")
+    for noise in LIBRARY_NOISE:
+        assert noise not in quiet.stdout + quiet.stderr, noise
+    assert quiet.stderr == ""
+
+    verbose = chat(tmp_path, database_url, "-v")
+    assert verbose.returncode == 0, verbose.stderr
+    assert verbose.stdout.startswith("base model:")
+    assert "Converting and de-quantizing GGUF tensors" in verbose.stderr
+    assert "Loading weights" in verbose.stderr
+    assert "converting" in verbose.stderr  # our own INFO record about the one-time conversion
