@@ -286,8 +286,10 @@ def compare_cpu(
             order = names[round_index % len(names) :] + names[: round_index % len(names)]
             for name in order:
                 runs[name].append(run_worker(name, threads, tmp, max_steps))
-                print(f"round {round_index + 1}/{rounds}: {name} "
-                      f"{runs[name][-1]['tokens_per_s']:.1f} tokens/s", flush=True)  # fmt: skip
+                done = runs[name][-1]
+                print(f"round {round_index + 1}/{rounds}: {name} {done['tokens_per_s']:.1f} "
+                      f"tokens/s, {done['tokens_per_cpu_s']:.1f} per CPU-s, "
+                      f"val loss {done['val_loss']:.4f}", flush=True)  # fmt: skip
     results = {name: summarize(rs) for name, rs in runs.items()}
     print(f"\n{'configuration':<14}{'tokens/s':>10}{'tok/CPU-s':>11}{'padding':>9}{'val loss':>10}"
           f"{'steps':>7}{'trained':>9}  setup")  # fmt: skip
