@@ -17,6 +17,8 @@ for one epoch each (the same token budget). Three configurations:
 
 Each run is its own process; ``--rounds`` runs the three in turn that many times (interleaved, the
 start rotating), so a load change on a shared machine hits every side alike; the median is taken.
+``--max-steps`` shortens every side for a quick check only: each sampler picks different batches
+(lengths, share of trained tokens), so only whole epochs compare fairly.
 Printed per configuration: trained tokens/s (labelled tokens, steady state: the first steps skipped,
 the median of 3 windows), tokens per CPU-second (what a shared machine cannot steal), padding ratio
 and validation loss scored by the same function; then ours / TRL-best (floor 2.0x, validation loss
