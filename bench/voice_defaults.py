@@ -1,12 +1,15 @@
-"""Do the trainer's defaults teach a voice? Default recipe vs the common LoRA recipe, held out.
+"""Which LoRA recipe lands a brand's voice? A sweep over the brand sets in ``bench/brands/``.
 
-Splits the packaged Pebble & Pine set (every reply ends with the sign-off) into train / val /
-held-out prompts, trains one adapter per recipe with ``train_lora``, generates greedily for the
-held-out prompts with plain ``model.generate``, and reports the sign-off rate and the voice
-similarity (MiniLM cosine to the reference reply), next to the base model prompted with 5
-training examples. Writes ``bench/results/voice_defaults.json``.
+Each brand has ``train.jsonl`` (the trainer sees it: every 8th conversation is held back as the
+validation set that selection may use) and ``test.jsonl`` (25%, never seen by training or
+selection). One run per (brand, recipe) trains for the recipe's step budget with the voice probe
+on the validation prompts, and scores the test split at every evaluation too (reported only), so
+one run yields the test-split quality of every stopping rule: the adapter with the lowest
+validation loss (ties within 5% to the later), the one with the best voice score on the
+validation prompts, and the last. Results are written to the JSON after every run, so a partial
+sweep survives an interruption.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/voice_defaults.py            # ~10 min on 2 cores
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/voice_defaults.py --threads 1
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import platform
 import sys
@@ -27,144 +31,137 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from brandvoice.inference.base_model import load_fresh_base_model, load_tokenizer
-from brandvoice.inference.embeddings import cosine_similarity
 from brandvoice.trainer.checkpoint import git_sha, package_versions
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.lora import train_lora
+from brandvoice.trainer.voice_probe import VoiceProbe
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "src/brandvoice/samples/brand/examples.jsonl"
-SIGN_OFF = "Happy trails! 🌲"
-RECIPES = {
-    "default": TrainConfig(),
-    "common": TrainConfig(learning_rate=2e-4, epochs=4),  # the usual LoRA recipe
+BRANDS = ROOT / "bench/brands"
+VAL_EVERY = 8
+"""Every 8th training conversation is the validation set (4 of 30, 9 of 72)."""
+
+# name -> (config overrides, step budget as "epochs" over the training set with a cap)
+RECIPES: dict[str, dict[str, Any]] = {
+    "lr2e-3_r16": {"learning_rate": 2e-3, "lora_r": 16, "lora_alpha": 32.0},
+    "lr1e-3_r16": {"learning_rate": 1e-3, "lora_r": 16, "lora_alpha": 32.0},
+    "lr3e-3_r16": {"learning_rate": 3e-3, "lora_r": 16, "lora_alpha": 32.0},
+    "lr2e-3_r8": {"learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16.0},
 }
 
 
-def split(rows: list[dict[str, Any]], n_train: int, n_heldout: int, n_val: int) -> dict[str, list]:
-    """Held-out and val from fixed positions of single-turn examples; train from the rest."""
-    single = [i for i, r in enumerate(rows) if len(r["messages"]) == 3]
-    heldout = single[3::8][:n_heldout]
-    val = [i for i in single[6::8] if i not in heldout][:n_val]
-    rest = [i for i in range(len(rows)) if i not in heldout and i not in val]
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def load_brand(directory: Path) -> dict[str, Any]:
+    """Train (minus validation), validation and test conversations plus the brand's sign-off."""
+    meta = json.loads((directory / "brand.json").read_text(encoding="utf-8"))
+    rows = read_jsonl(directory / "train.jsonl")
+    val = [r for i, r in enumerate(rows) if i % VAL_EVERY == VAL_EVERY - 1]
+    train = [r for i, r in enumerate(rows) if i % VAL_EVERY != VAL_EVERY - 1]
+    return meta | {"train": train, "val": val, "test": read_jsonl(directory / "test.jsonl")}
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+def stopping_rules(evals: list[dict[str, Any]], loss_tolerance: float) -> dict[str, dict]:
+    """The test-split metrics of the adapter each stopping rule would keep."""
+    lowest = min(e["eval_loss"] for e in evals)
+    by_loss = [e for e in evals if e["eval_loss"] <= lowest * (1 + loss_tolerance)][-1]
+    best_voice = max(e["voice_score"] for e in evals)
+    by_voice = [e for e in evals if e["voice_score"] >= best_voice - 0.01][-1]
+    by_test = max(evals, key=lambda e: e["test_voice_similarity"])
+    picks = {"val_loss": by_loss, "voice": by_voice, "last": evals[-1], "oracle": by_test}
     return {
-        "train": [rows[i] for i in rest[:n_train]],
-        "val": [rows[i] for i in val],
-        "heldout": [rows[i] for i in heldout],
+        rule: {"step": e["step"]}
+        | {k.removeprefix("test_"): v for k, v in e.items() if k.startswith("test_")}
+        for rule, e in picks.items()
     }
 
 
-def generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]]) -> list[str]:
-    """Greedy replies, batched with left padding, stopping at the end-of-turn token."""
-    tokenizer.padding_side = "left"
-    replies = []
-    for start in range(0, len(prompts), 6):
-        chunk = prompts[start : start + 6]
-        texts = [
-            tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-            for p in chunk
-        ]
-        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
-            out = model.generate(
-                **inputs, max_new_tokens=160, do_sample=False,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-            )  # fmt: skip
-        width = inputs["input_ids"].shape[1]
-        replies += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
-    return replies
-
-
-def score(replies: list[str], references: list[str]) -> dict[str, float]:
+def run_one(
+    brand: dict[str, Any],
+    recipe: dict[str, Any],
+    steps: int,
+    eval_every: int,
+    base: Any,
+    tokenizer: Any,
+    threads: int,
+    tmp: Path,
+) -> dict[str, Any]:
+    config = TrainConfig(
+        **recipe, max_steps=steps, eval_every=eval_every, patience=0, select_by="voice",
+        num_threads=threads, device="cpu",
+    )  # fmt: skip
+    test = [r["messages"] for r in brand["test"]]
+    probe = VoiceProbe.from_conversations(test, tokenizer, sign_off=brand["sign_off"])
+    started = time.monotonic()
+    result = train_lora(
+        write_jsonl(tmp / "train.jsonl", brand["train"]), write_jsonl(tmp / "val.jsonl", brand["val"]),
+        tmp / "out", config, base_model=copy.deepcopy(base), probes={"test": probe},
+    )  # fmt: skip
     return {
-        "sign_off_rate": sum(r.rstrip().endswith(SIGN_OFF) for r in replies) / len(replies),
-        "voice_similarity": sum(cosine_similarity(replies, references)) / len(replies),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "hyperparameters": config.hyperparameters(),
+        "evals": result.evals,
+        "rules": stopping_rules(result.evals, config.select_tolerance),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-size", type=int, default=36)
-    parser.add_argument("--heldout", type=int, default=12)
-    parser.add_argument("--val", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--brands", default="", help="comma-separated directory names (all)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated names")
-    parser.add_argument("--skip-base", action="store_true", help="skip the 5-shot base model")
+    parser.add_argument("--plan", default="", help="brand:recipe,... in this order (all pairs)")
+    parser.add_argument("--epochs", type=float, default=5.0, help="step budget in epochs")
+    parser.add_argument("--max-steps", type=int, default=32, help="cap on the step budget")
+    parser.add_argument("--evals", type=int, default=4, help="evaluations per run")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/voice_defaults.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [json.loads(line) for line in EXAMPLES.read_text(encoding="utf-8").splitlines() if line]
-    data = split(rows, args.train_size, args.heldout, args.val)
-    prompts = [r["messages"][:-1] for r in data["heldout"]]
-    references = [r["messages"][-1]["content"] for r in data["heldout"]]
+    names = args.brands.split(",") if args.brands else sorted(p.name for p in BRANDS.iterdir())
+    brands = {name: load_brand(BRANDS / name) for name in names}
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     base = load_fresh_base_model(device="cpu").eval()
-    results: dict[str, Any] = {}
-    if not args.skip_base:
-        shots = [m for r in data["train"][:5] for m in r["messages"][1:]]
-        few_shot = [[p[0], *shots, *p[1:]] for p in prompts]
-        replies = generate(base, tokenizer, few_shot)
-        results["base, 5 examples in prompt"] = score(replies, references) | {
-            "samples": replies[:3]
-        }
-        print(
-            "base 5-shot",
-            {k: v for k, v in results["base, 5 examples in prompt"].items() if k != "samples"},
-            flush=True,
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.recipes.split(","):
-            config = RECIPES[name].model_copy(update={"num_threads": args.threads, "device": "cpu"})
-            paths = {}
-            for part in ("train", "val"):
-                paths[part] = Path(tmp) / f"{part}.jsonl"
-                paths[part].write_text("".join(json.dumps(r) + "\n" for r in data[part]))
-            started = time.monotonic()
-            result = train_lora(
-                paths["train"], paths["val"], Path(tmp) / name.split()[0], config,
-                base_model=copy.deepcopy(base),
-            )  # fmt: skip
-            seconds = time.monotonic() - started
-            from peft import PeftModel
-
-            tuned = PeftModel.from_pretrained(copy.deepcopy(base), str(result.output_dir)).eval()
-            replies = generate(tuned, tokenizer, prompts)
-            results[name] = score(replies, references) | {
-                "train_seconds": round(seconds, 1), "steps": result.steps, "status": result.status,
-                "best_step": result.best_step, "best_eval_loss": result.best_eval_loss,
-                "evals": result.evals, "hyperparameters": config.hyperparameters(),
-                "samples": replies[:3],
-            }  # fmt: skip
-            print(
-                name,
-                {
-                    k: results[name][k]
-                    for k in (
-                        "sign_off_rate",
-                        "voice_similarity",
-                        "steps",
-                        "best_step",
-                        "train_seconds",
-                    )
-                },
-                flush=True,
-            )
-    print(
-        f"\n{'recipe':<32}{'sign-off':>10}{'similarity':>12}{'steps':>7}{'best':>6}{'train s':>9}"
-    )
-    for name, r in results.items():
-        print(f"{name:<32}{r['sign_off_rate']:>10.0%}{r['voice_similarity']:>12.3f}"
-              f"{r.get('steps', '-'):>7}{r.get('best_step', '-') or '-':>6}{r.get('train_seconds', '-'):>9}")  # fmt: skip
-    out = ROOT / "bench/results/voice_defaults.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    report: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "split": {k: len(v) for k, v in data.items()},
-        "results": results,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "threads": args.threads},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "threads": args.threads, "load_at_start": os.getloadavg()},
         "versions": package_versions(), "git_sha": git_sha(),
-    }, indent=2, ensure_ascii=False) + "\n")  # fmt: skip
-    print(f"wrote {out}")
+        "splits": {n: {k: len(b[k]) for k in ("train", "val", "test")} for n, b in brands.items()},
+        "runs": [],
+    }  # fmt: skip
+    if args.out.exists():
+        report["runs"] = json.loads(args.out.read_text())["runs"]
+    done = {(r["brand"], r["recipe"]) for r in report["runs"]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    plan = (
+        [p.split(":") for p in args.plan.split(",")]
+        if args.plan
+        else [[name, recipe] for recipe in args.recipes.split(",") for name in brands]
+    )
+    for name, recipe_name in plan:
+        brand = brands[name]
+        if (name, recipe_name) not in done:
+            batch = TrainConfig().batch_size
+            steps = min(args.max_steps, math.ceil(args.epochs * len(brand["train"]) / batch))
+            eval_every = max(1, math.ceil(steps / args.evals))
+            with tempfile.TemporaryDirectory() as tmp:
+                run = run_one(
+                    brand, RECIPES[recipe_name], steps, eval_every, base, tokenizer,
+                    args.threads, Path(tmp),
+                )  # fmt: skip
+            run = {"brand": name, "recipe": recipe_name, "steps": steps} | run
+            run["load_after"] = os.getloadavg()
+            report["runs"].append(run)
+            args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+            summary = {r: round(v["voice_similarity"], 3) for r, v in run["rules"].items()}
+            print(name, recipe_name, steps, run["wall_seconds"], summary, flush=True)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ class FitState:
     best_step: int | None = None
     """Step of the kept adapter."""
     lowest_eval_loss: float | None = None
+    best_voice_score: float | None = None
+    """Voice score of the kept adapter (voice selection)."""
+    highest_voice_score: float | None = None
     bad_evals: int = 0
     window_loss_sum: float = 0.0
     window_tokens: int = 0
@@ -184,6 +187,7 @@ def build_manifest(
             "step": fit.best_step,
             "eval_loss": fit.best_eval_loss,
             "lowest_eval_loss": fit.lowest_eval_loss,
+            "voice_score": fit.best_voice_score,
         },
         "final": {
             "step": fit.step,

@@ -96,6 +96,19 @@ class TrainConfig(BaseModel):
     bottoms out: measured on the sample brand set, sign-off 82% at the lowest loss, 100% one
     epoch later at +2% loss, while 8 full epochs reached +40% loss and lower voice similarity."""
 
+    select_by: Literal["val_loss", "voice"] = "val_loss"
+    """Which adapter to keep. ``val_loss``: the lowest validation loss (ties by
+    ``select_tolerance``). ``voice``: the highest voice score, from greedy replies to the first
+    ``voice_prompts`` validation prompts scored by MiniLM similarity to their references plus
+    0.1 x the sign-off rate when the references share a sign-off (``trainer/voice_probe.py``);
+    ``patience`` then counts evaluations below the best score."""
+
+    voice_prompts: int = Field(8, ge=1)
+    """Validation prompts answered at each voice evaluation (one batch keeps it cheap)."""
+
+    voice_tolerance: float = Field(0.01, ge=0.0, le=1.0)
+    """Voice scores within this (absolute) of the best count as tied; the later adapter is kept."""
+
     checkpoint_every: int | None = Field(None, ge=1)
     """Optimizer steps between resumable checkpoints; ``None`` checkpoints at every evaluation."""
 

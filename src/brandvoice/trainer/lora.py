@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,8 +45,10 @@ from brandvoice.trainer.sft_data import (
     collate_packed,
     collate_padded,
     plan_steps,
+    read_chat_jsonl,
     tokenize_chat_file,
 )
+from brandvoice.trainer.voice_probe import VoiceProbe, detect_sign_off
 
 __all__ = ["ProgressLines", "TrainCallback", "TrainResult", "train_lora", "validation_loss"]
 
@@ -81,6 +83,7 @@ def train_lora(
     resume_from: str | Path | None = None,
     *,
     base_model: nn.Module | None = None,
+    probes: Mapping[str, VoiceProbe] | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter and write it, with ``manifest.json``, to ``output_dir``.
 
@@ -88,7 +91,9 @@ def train_lora(
     fresh copy of ``config.base_model`` is loaded. ``resume_from`` is a checkpoint or a run
     directory holding checkpoints, written by a run with the same data and config. When standard
     output is not a terminal, progress lines are written there (unless a ``ProgressLines`` is
-    among the callbacks already).
+    among the callbacks already). ``probes`` are scored at every evaluation and reported in
+    ``evals`` under their name, never used to choose the adapter (e.g. a benchmark's held-out
+    split).
     """
     config = config or TrainConfig()
     output_dir = Path(output_dir)
@@ -96,23 +101,22 @@ def train_lora(
     if not is_terminal(sys.stdout) and not any(isinstance(h, ProgressLines) for h in hooks):
         hooks.append(ProgressLines(sys.stdout))
     with torch_threads(config.num_threads):
-        return _fit(
-            config, train_path, val_path, output_dir, hooks, snapshot_hash, resume_from, base_model
-        )
+        run, fit, best, resumed = _prepare(config, train_path, val_path, base_model, resume_from)
+        run.report_probes = dict(probes or {})
+        return _fit(run, fit, best, resumed, output_dir, hooks, snapshot_hash)
 
 
 def _fit(
-    config: TrainConfig,
-    train_path: str | Path,
-    val_path: str | Path | None,
+    run: _Run,
+    fit: ckpt.FitState,
+    best: dict[str, torch.Tensor] | None,
+    resumed: dict[str, Any] | None,
     output_dir: Path,
     hooks: list[TrainCallback],
     snapshot_hash: str | None,
-    resume_from: str | Path | None,
-    base_model: nn.Module | None,
 ) -> TrainResult:
     """The fit loop: step, evaluate, stop early or on request, checkpoint, finish."""
-    run, fit, best, resumed = _prepare(config, train_path, val_path, base_model, resume_from)
+    config = run.config
     output_dir.mkdir(parents=True, exist_ok=True)
     total, acc = len(run.plan), run.accelerator
     eval_every = config.eval_every or run.steps_per_epoch
@@ -180,7 +184,15 @@ def _prepare(
     if resumed:
         fit, best = _restore(resumed, model, optimizer, scheduler)
     run = _Run(config, accelerator, loss_module, optimizer, scheduler, params, train, val, plan)
-    run.pad_id, run.bf16 = tokenizer.pad_token_id or 0, bf16
+    run.pad_id, run.bf16, run.tokenizer = tokenizer.pad_token_id or 0, bf16, tokenizer
+    if val is not None and val_path and config.select_by == "voice":
+        references = [
+            c[-1]["content"] for c in read_chat_jsonl(train_path) if c[-1]["role"] == "assistant"
+        ]
+        run.voice_probe = VoiceProbe.from_conversations(
+            read_chat_jsonl(val_path), tokenizer, limit=config.voice_prompts,
+            sign_off=detect_sign_off(references),
+        )  # fmt: skip
     return run, fit, best, resumed
 
 
@@ -199,6 +211,9 @@ class _Run:
     plan: list[list[list[int]]]
     pad_id: int = 0
     bf16: bool = False
+    tokenizer: Any = None
+    voice_probe: VoiceProbe | None = None
+    report_probes: dict[str, VoiceProbe] = field(default_factory=dict)
 
     def autocast(self) -> Any:
         device_type = self.accelerator.device.type
@@ -265,14 +280,33 @@ class _Run:
         train_loss = fit.window_loss_sum / max(fit.window_tokens, 1)
         fit.window_loss_sum, fit.window_tokens = 0.0, 0
         config = self.config
-        is_best, overfitting = record_eval(
-            fit, eval_loss, train_loss, config.patience, config.select_tolerance
-        )
+        voice = self.voice_metrics()
+        if self.voice_probe is not None:
+            is_best, overfitting = record_voice_eval(
+                fit, voice["voice_score"], eval_loss, train_loss, config.patience,
+                config.voice_tolerance,
+            )  # fmt: skip
+        else:
+            is_best, overfitting = record_eval(
+                fit, eval_loss, train_loss, config.patience, config.select_tolerance
+            )
+        fit.evals[-1] |= voice
         if is_best:
             best = adapter_state(self.accelerator.unwrap_model(self.loss_module).model)
         metrics = fit.evals[-1] | {"best_eval_loss": fit.best_eval_loss, "is_best": float(is_best)}
         metrics["bad_evals"] = fit.bad_evals
         return metrics, best, overfitting
+
+    def voice_metrics(self) -> dict[str, float]:
+        """Voice scores of the adapter as it is now: the selection probe's, then the reported ones."""
+        model = self.accelerator.unwrap_model(self.loss_module).model
+        probes = {"": self.voice_probe} if self.voice_probe else {}
+        metrics: dict[str, float] = {}
+        with self.autocast():
+            for name, probe in (probes | self.report_probes).items():
+                prefix = f"{name}_" if name else ""
+                metrics |= {prefix + k: v for k, v in probe.score(model, self.tokenizer).items()}
+        return metrics
 
     def save_checkpoint(
         self, output_dir: Path, fit: ckpt.FitState, best: dict[str, torch.Tensor] | None
@@ -309,6 +343,34 @@ def record_eval(
     elif fit.previous_window_loss is not None and train_loss < fit.previous_window_loss:
         fit.bad_evals += 1
     fit.lowest_eval_loss = lowest
+    fit.previous_window_loss = train_loss
+    fit.evals.append({"step": fit.step, "eval_loss": eval_loss, "train_loss": train_loss})
+    return keep, 0 < patience <= fit.bad_evals
+
+
+def record_voice_eval(
+    fit: ckpt.FitState,
+    score: float,
+    eval_loss: float,
+    train_loss: float,
+    patience: int,
+    tolerance: float,
+) -> tuple[bool, bool]:
+    """Log one voice evaluation; returns (keep this adapter, stop).
+
+    A score within ``tolerance`` of the highest so far ties with it, and the later adapter of a
+    tie is kept; ``patience`` evaluations in a row below that stop the run.
+    """
+    highest = score if fit.highest_voice_score is None else max(fit.highest_voice_score, score)
+    keep = score >= highest - tolerance
+    if keep:
+        fit.best_voice_score, fit.best_eval_loss, fit.best_step = score, eval_loss, fit.step
+        fit.bad_evals = 0
+    else:
+        fit.bad_evals += 1
+    fit.highest_voice_score = highest
+    lowest = fit.lowest_eval_loss
+    fit.lowest_eval_loss = eval_loss if lowest is None else min(lowest, eval_loss)
     fit.previous_window_loss = train_loss
     fit.evals.append({"step": fit.step, "eval_loss": eval_loss, "train_loss": train_loss})
     return keep, 0 < patience <= fit.bad_evals
