@@ -116,6 +116,15 @@ def test_plan_is_seeded_and_covers_every_example_once_per_epoch() -> None:
     assert len(longer) == 10 and longer[:9] == plan
 
 
+def test_a_step_cap_bounds_large_sets_and_leaves_small_ones_all_their_epochs() -> None:
+    small, large = [100] * 20, [100] * 200
+    options = {"batch_size": 4, "grad_accum_steps": 1, "epochs": 5, "max_steps": None, "seed": 1}
+    assert len(plan_steps(small, **options, step_cap=32)) == 25  # 5 epochs of 5 steps
+    capped = plan_steps(large, **options, step_cap=32)
+    assert len(capped) == 32 and capped == plan_steps(large, **options)[:32]
+    assert len(plan_steps(large, **options | {"max_steps": 40}, step_cap=32)) == 40
+
+
 def test_length_grouping_pads_far_less_than_random_batches() -> None:
     rng = random.Random(0)
     lengths = [rng.randint(100, 230) for _ in range(96)]

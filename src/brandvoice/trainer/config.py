@@ -63,6 +63,10 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(None, ge=1)
     """Optimizer steps to run; when set it overrides ``epochs`` (more epochs are planned if needed)."""
 
+    step_cap: int | None = Field(None, ge=1)
+    """Most optimizer steps an ``epochs`` plan may run: bounds training time on large sets
+    while small sets still get all their epochs. ``max_steps`` overrides it."""
+
     batch_size: int = Field(4, ge=1)
     """Examples per micro-batch on each device."""
 

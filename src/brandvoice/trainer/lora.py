@@ -170,6 +170,7 @@ def _prepare(
         train.lengths, batch_size=config.batch_size, grad_accum_steps=config.grad_accum_steps,
         epochs=config.epochs, max_steps=config.max_steps, seed=config.seed,
         group_window=config.group_window, num_processes=accelerator.num_processes,
+        step_cap=config.step_cap,
     )  # fmt: skip
     resumed = ckpt.load_checkpoint(resume_from) if resume_from else None
     if resumed:

@@ -173,12 +173,14 @@ def plan_steps(
     seed: int,
     group_window: int = 8,
     num_processes: int = 1,
+    step_cap: int | None = None,
 ) -> list[list[list[int]]]:
     """The whole run's data order: optimizer steps, each a list of micro-batches of indices.
 
     Deterministic in its arguments, so a resumed run replays the same order. A step holds
     ``grad_accum_steps * num_processes`` micro-batches (the last of an epoch may hold fewer, a
-    multiple of ``num_processes``); ``max_steps`` overrides ``epochs`` either way.
+    multiple of ``num_processes``); ``max_steps`` overrides ``epochs`` either way, and without it
+    ``step_cap`` cuts the ``epochs`` plan short.
     """
     if not lengths:
         raise ValueError("no training examples: the training set is empty after tokenization")
@@ -198,7 +200,7 @@ def plan_steps(
             )
         steps.extend(batches[i : i + per_step] for i in range(0, usable, per_step))
         epoch += 1
-    return steps[:max_steps] if max_steps is not None else steps
+    return steps[: max_steps if max_steps is not None else step_cap]
 
 
 def collate_padded(examples: Iterable[TokenizedExample], pad_id: int) -> dict[str, torch.Tensor]:
