@@ -47,7 +47,19 @@ RECIPES: dict[str, dict[str, Any]] = {
     "lr1e-3_r16": {"learning_rate": 1e-3, "lora_r": 16, "lora_alpha": 32.0},
     "lr3e-3_r16": {"learning_rate": 3e-3, "lora_r": 16, "lora_alpha": 32.0},
     "lr2e-3_r8": {"learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16.0},
+    "defaults": {},  # TrainConfig() as shipped: its own budget, evaluations and selection
 }
+PROBE_CPU = {"seconds": 0.0}
+"""CPU time spent scoring the test split, taken out of a run's CPU time (the trainer never pays it)."""
+
+
+class TimedProbe(VoiceProbe):
+    def score(self, model: Any, tokenizer: Any) -> dict[str, float]:
+        started = time.process_time()
+        try:
+            return super().score(model, tokenizer)
+        finally:
+            PROBE_CPU["seconds"] += time.process_time() - started
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -93,22 +105,29 @@ def run_one(
     threads: int,
     tmp: Path,
 ) -> dict[str, Any]:
-    config = TrainConfig(
-        **recipe, max_steps=steps, eval_every=eval_every, patience=0, select_by="voice",
-        num_threads=threads, device="cpu",
-    )  # fmt: skip
+    machine = {"num_threads": threads, "device": "cpu"}
+    if recipe:
+        sweep = {"max_steps": steps, "eval_every": eval_every, "patience": 0, "select_by": "voice"}
+        config = TrainConfig(**recipe, **sweep, **machine)
+    else:
+        config = TrainConfig(**machine)
     test = [r["messages"] for r in brand["test"]]
-    probe = VoiceProbe.from_conversations(test, tokenizer, sign_off=brand["sign_off"])
-    started = time.monotonic()
+    probe = TimedProbe.from_conversations(test, tokenizer, sign_off=brand["sign_off"])
+    started, cpu_started, PROBE_CPU["seconds"] = time.monotonic(), time.process_time(), 0.0
     result = train_lora(
         write_jsonl(tmp / "train.jsonl", brand["train"]), write_jsonl(tmp / "val.jsonl", brand["val"]),
         tmp / "out", config, base_model=copy.deepcopy(base), probes={"test": probe},
     )  # fmt: skip
+    kept = next(e for e in result.evals if e["step"] == result.best_step)
     return {
         "wall_seconds": round(time.monotonic() - started, 1),
+        "train_cpu_seconds": round(time.process_time() - cpu_started - PROBE_CPU["seconds"], 1),
+        "steps_run": result.steps,
+        "best_step": result.best_step,
         "hyperparameters": config.hyperparameters(),
         "evals": result.evals,
-        "rules": stopping_rules(result.evals, config.select_tolerance),
+        "rules": stopping_rules(result.evals, config.select_tolerance) if recipe else {},
+        "kept": {k.removeprefix("test_"): v for k, v in kept.items() if k.startswith("test_")},
     }
 
 
@@ -160,8 +179,11 @@ def main() -> None:
             run["load_after"] = os.getloadavg()
             report["runs"].append(run)
             args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-            summary = {r: round(v["voice_similarity"], 3) for r, v in run["rules"].items()}
-            print(name, recipe_name, steps, run["wall_seconds"], summary, flush=True)
+            rules = run["rules"] | {"kept": run["kept"]}
+            summary = {r: round(v["voice_similarity"], 3) for r, v in rules.items()}
+            print(
+                name, recipe_name, run["steps_run"], run["train_cpu_seconds"], summary, flush=True
+            )
 
 
 if __name__ == "__main__":
