@@ -187,8 +187,8 @@ def build_manifest(
             "step": fit.best_step,
             "eval_loss": fit.best_eval_loss,
             "lowest_eval_loss": fit.lowest_eval_loss,
-            "voice_score": fit.best_voice_score,
-        },
+        }
+        | ({"voice_score": fit.best_voice_score} if fit.best_voice_score is not None else {}),
         "final": {
             "step": fit.step,
             "train_loss": fit.last_train_loss,
