@@ -9,7 +9,12 @@ validation loss (ties within 5% to the later), the one with the best voice score
 validation prompts, and the last. Results are written to the JSON after every run, so a partial
 sweep survives an interruption.
 
+A recipe named ``defaults`` runs ``TrainConfig()`` as shipped (its own budget, evaluations and
+selection) and reports the test split of the adapter it keeps. CPU seconds are recorded next to
+wall time because the machine is shared: they are what the run would take alone on its threads.
+
     HF_HUB_OFFLINE=1 .venv/bin/python bench/voice_defaults.py --threads 1
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/voice_defaults.py --plan fizzpop:defaults,ledgerly:defaults
 """
 
 from __future__ import annotations
@@ -140,7 +145,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=5.0, help="step budget in epochs")
     parser.add_argument("--max-steps", type=int, default=32, help="cap on the step budget")
     parser.add_argument("--evals", type=int, default=4, help="evaluations per run")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/voice_defaults.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/voice_defaults_results.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = args.brands.split(",") if args.brands else sorted(p.name for p in BRANDS.iterdir())
