@@ -13,7 +13,7 @@ from brandvoice.inference.local_chat import LocalChat
 from brandvoice.samples import general_text_path, sample_examples_path
 from brandvoice.store.db import session_scope
 from brandvoice.store.importer import import_jsonl
-from brandvoice.store.models import AuditLog, ModelVersion, RunStatus, TrainingRun
+from brandvoice.store.models import AuditLog, ModelVersion, RunKind, RunStatus, TrainingRun
 from brandvoice.store.runs import enqueue_run
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.eval_report import report_of
@@ -66,6 +66,7 @@ def test_a_retrain_registers_an_evaluated_candidate_and_writes_its_report(
     assert run.metrics["version"] == "v1"
     assert (version.name, version.status, version.run_id) == ("v1", "candidate", run_id)
     assert (Path(version.adapter_path) / "adapter_model.safetensors").is_file()
+    assert Path(version.adapter_path).parts[-2:] == (f"run-{run_id}", "attempt-1")
     report = report_of(version)
     assert 0 <= report.voice_similarity.candidate <= 1
     assert 0 <= report.win_rate.vs_production <= 1
@@ -116,7 +117,7 @@ def test_a_generate_run_from_slack_expands_with_the_requested_count(engine, tmp_
 
     services = PipelineServices(load_backend=serve, similarity=cosine_similarity, generate=generate)
     with session_scope(engine) as session:
-        run_id = enqueue_run(session, "U1", config={"kind": "generate", "per_example": 3}).id
+        run_id = enqueue_run(session, "U1", kind=RunKind.GENERATE, config={"per_example": 3}).id
     config = _config(tmp_path)
     Worker(
         engine, lambda rid, reporter: run_retrain(engine, rid, config, services, reporter)

@@ -87,13 +87,25 @@ async def test_status_shows_production_dataset_last_and_next_run(slack, engine, 
     assert "`0 9 * * mon`, UTC" in text
 
 
-async def test_curator_only_commands_are_refused_to_others(slack, engine):
+async def test_curator_only_commands_are_refused_to_others_and_the_refusals_audited(slack, engine):
     for text in ("train", "promote v1", "rollback", "discard v1", "schedule off", "generate 2"):
         answer = await run(slack, text, user=ALICE)
         assert answer["response_type"] == "ephemeral"
         assert answer["text"].startswith("Only curators can use"), text
     assert runs(engine) == []
-    assert audit_actions(engine) == []
+    assert audit_actions(engine) == [
+        (ALICE, "run.enqueue.refused"),
+        (ALICE, "model.promote.refused"),
+        (ALICE, "model.rollback.refused"),
+        (ALICE, "model.discard.refused"),
+        (ALICE, "setting.set.refused"),
+        (ALICE, "run.enqueue.refused"),
+    ]
+    with session_scope(engine) as session:
+        promote = session.exec(
+            select(AuditLog).where(AuditLog.action == "model.promote.refused")
+        ).one()
+    assert (promote.target, promote.details) == ("v1", {"reason": "not a curator"})
 
 
 async def test_train_enqueues_a_run_once_and_announces_it(slack, engine):
@@ -113,9 +125,27 @@ async def test_train_enqueues_a_run_once_and_announces_it(slack, engine):
 async def test_generate_enqueues_a_generation_run(slack, engine):
     answer = await run(slack, "generate 4", user=GROUP_MEMBER)
     [queued] = runs(engine)
-    assert queued.config == {"kind": "generate", "per_example": 4}
+    assert (queued.kind, queued.config) == ("generate", {"per_example": 4})
     assert answer["response_type"] == "in_channel"
     assert "Cannot generate" in (await run(slack, "generate 99"))["text"]
+    busy = await run(slack, "generate 2")
+    assert (
+        busy["text"] == f"Cannot generate: run #{queued.id} is already queued; wait for its report"
+    )
+    assert len(runs(engine)) == 1
+
+
+async def test_a_refused_promotion_is_audited_with_its_reason(slack, engine):
+    answer = await run(slack, "promote v9")
+    assert "Cannot promote: no model version 'v9'" in answer["text"]
+    with session_scope(engine) as session:
+        refusal = session.exec(select(AuditLog)).one()
+    assert (refusal.actor, refusal.action, refusal.target) == (
+        CURATOR,
+        "model.promote.refused",
+        "v9",
+    )
+    assert "no model version 'v9'" in refusal.details["reason"]
 
 
 async def test_promote_rollback_and_discard_go_through_the_registry(slack, engine):

@@ -7,6 +7,7 @@ all call it, so they behave the same.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -136,5 +137,8 @@ def make_worker(
         backend=settings.training_backend,
         default_cron=settings.retrain_schedule,
         timezone=settings.timezone,
+        poll_interval_s=settings.worker_poll_interval_s,
+        heartbeat_interval_s=settings.run_heartbeat_interval_s,
+        stale_after=timedelta(seconds=settings.run_stale_after_s),
         reporter_factory=reporter_factory,
     )

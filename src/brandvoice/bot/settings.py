@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -125,6 +125,19 @@ class Settings(BaseSettings):
         30.0, description="Seconds between polls of a hosted job (backs off to 10x while idle)."
     )
 
+    # Worker
+    worker_poll_interval_s: float = Field(
+        5.0, gt=0, description="Seconds an idle worker waits before it looks at the queue again."
+    )
+    run_heartbeat_interval_s: float = Field(
+        15.0, gt=0, description="Seconds between heartbeats of a running run."
+    )
+    run_stale_after_s: float = Field(
+        300.0,
+        gt=0,
+        description="A running run without a heartbeat for this long is taken as dead and re-queued once (at least 3x RUN_HEARTBEAT_INTERVAL_S).",
+    )
+
     # Slack
     slack_bot_token: str | None = Field(None, description="xoxb- token; enables the Slack bot.")
     slack_signing_secret: str | None = Field(None, description="Verifies requests from Slack.")
@@ -176,6 +189,16 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the web app listens on.")
     port: int = Field(8000, description="Port the web app listens on.")
+
+    @model_validator(mode="after")
+    def _stale_timeout_outlasts_heartbeats(self) -> Self:
+        if self.run_stale_after_s < 3 * self.run_heartbeat_interval_s:
+            raise ValueError(
+                f"RUN_STALE_AFTER_S ({self.run_stale_after_s:g}) must be at least 3x "
+                f"RUN_HEARTBEAT_INTERVAL_S ({self.run_heartbeat_interval_s:g}), or live runs "
+                "are taken as dead between two heartbeats"
+            )
+        return self
 
     @cached_property
     def curator_ids(self) -> frozenset[str]:

@@ -65,6 +65,13 @@ class RunStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+class RunKind(StrEnum):
+    """What a queued run does: retrain a candidate, or only expand the dataset synthetically."""
+
+    TRAIN = "train"
+    GENERATE = "generate"
+
+
 class VersionStatus(StrEnum):
     CANDIDATE = "candidate"
     PROMOTED = "promoted"
@@ -158,6 +165,7 @@ class TrainingRun(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     status: RunStatus = enum_column(RunStatus, default=RunStatus.QUEUED, index=True)
+    kind: RunKind = enum_column(RunKind, default=RunKind.TRAIN)
     backend: str = "local"
     workspace: str = "default"
     snapshot_id: int | None = Field(default=None, foreign_key="datasetsnapshot.id")
@@ -167,6 +175,7 @@ class TrainingRun(SQLModel, table=True):
     heartbeat_at: datetime | None = None
     worker: str | None = None
     attempts: int = 0
+    """Claims so far; the current claim is (``worker``, ``attempts``) and fences every write."""
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     error: str | None = None
     external_job_id: str | None = None

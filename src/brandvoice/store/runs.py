@@ -1,25 +1,30 @@
-"""The run queue: enqueue, claim atomically, heartbeat, cancel, finish and recover stale runs.
+"""The run queue: enqueue, claim atomically, fenced writes by the claimant, cancel, finish and
+recover stale runs.
 
 Claims are safe with any number of workers: PostgreSQL hands each queued row to one claimer
 (``FOR UPDATE SKIP LOCKED``), SQLite serializes writers, and a partial unique index keeps at most
-one run per workspace running.
+one run per workspace running. Every claim increments ``attempts``; a claim is the pair (worker,
+attempt), and every write of a running run is fenced by it, so a worker that was paused past the
+stale timeout (and whose run another worker took over) stops at its next write and changes nothing.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from brandvoice.store.audit import record_audit
 from brandvoice.store.db import session_scope
-from brandvoice.store.models import RunStatus, TrainingRun, utcnow
+from brandvoice.store.models import RunKind, RunStatus, TrainingRun, utcnow
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED)
+_ENQUEUE_LOCK = 0x62765F72756E  # PostgreSQL advisory lock key that serializes exclusive enqueues
 
 
 class RunCancelled(Exception):
@@ -30,10 +35,37 @@ class RunSkipped(Exception):
     """Raised inside a run that has nothing to do; the message is the stated reason."""
 
 
+class ClaimLost(Exception):
+    """This worker's claim on a run is gone (the run was recovered and claimed again, or
+    finished): the worker must stop at once and write nothing more."""
+
+
+class ActiveRunError(ValueError):
+    """A run was refused because another one is already queued or running."""
+
+    def __init__(self, active: TrainingRun) -> None:
+        super().__init__(f"run #{active.id} is already {active.status.value}; wait for its report")
+        self.active = active
+
+
+@dataclass(frozen=True)
+class RunClaim:
+    """Who executes a run, and in which attempt: the fence of every write of that run."""
+
+    run_id: int
+    worker: str
+    attempt: int
+
+    @property
+    def label(self) -> str:
+        return f"run {self.run_id} attempt {self.attempt} on {self.worker}"
+
+
 def enqueue_run(
     session: Session,
     requested_by: str,
     *,
+    kind: RunKind = RunKind.TRAIN,
     backend: str = "local",
     force: bool = False,
     config: dict[str, Any] | None = None,
@@ -41,6 +73,7 @@ def enqueue_run(
     scheduled_for: datetime | None = None,
 ) -> TrainingRun:
     run = TrainingRun(
+        kind=kind,
         backend=backend,
         force=force,
         config=config or {},
@@ -50,8 +83,34 @@ def enqueue_run(
     )
     session.add(run)
     session.flush()
-    record_audit(session, requested_by, "run.enqueue", f"run:{run.id}", {"force": force})
+    record_audit(
+        session, requested_by, "run.enqueue", f"run:{run.id}", {"kind": kind.value, "force": force}
+    )
     return run
+
+
+def active_run(session: Session, workspace: str = "default") -> TrainingRun | None:
+    """The oldest queued or running run of ``workspace``, if any."""
+    query = select(TrainingRun).where(
+        col(TrainingRun.status).in_(ACTIVE), TrainingRun.workspace == workspace
+    )
+    return session.exec(query.order_by(col(TrainingRun.id))).first()
+
+
+def enqueue_exclusive(
+    session: Session, requested_by: str, *, workspace: str = "default", **run: Any
+) -> TrainingRun:
+    """Enqueue a run unless one of ``workspace`` is already queued or running (``ActiveRunError``).
+
+    Two requests at once cannot both pass the check: PostgreSQL serializes them on an advisory
+    lock held until commit, SQLite on its write lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ENQUEUE_LOCK})
+    active = active_run(session, workspace)
+    if active is not None:
+        raise ActiveRunError(active)
+    return enqueue_run(session, requested_by, workspace=workspace, **run)
 
 
 def enqueue_scheduled_run(engine: Engine, fire_time: datetime, backend: str) -> TrainingRun | None:
@@ -96,9 +155,35 @@ def claim_next_run(engine: Engine, worker: str, run_id: int | None = None) -> Tr
         return None
 
 
+def claim_of(engine: Engine, run_id: int, worker: str) -> RunClaim:
+    """The claim ``worker`` holds on running run ``run_id``; ``ClaimLost`` when it holds none."""
+    with session_scope(engine) as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None or run.status != RunStatus.RUNNING or run.worker != worker:
+            raise ClaimLost(f"worker {worker} holds no claim on run {run_id}")
+        return RunClaim(run_id, worker, run.attempts)
+
+
+def hold_claim(session: Session, claim: RunClaim) -> TrainingRun:
+    """The run, locked for this transaction, if ``claim`` still holds; else ``ClaimLost``.
+
+    Every write of a running run goes through here, in the same transaction as the write.
+    """
+    query = select(TrainingRun).where(
+        TrainingRun.id == claim.run_id,
+        TrainingRun.status == RunStatus.RUNNING,
+        TrainingRun.worker == claim.worker,
+        TrainingRun.attempts == claim.attempt,
+    )
+    run = session.exec(query.with_for_update()).first()
+    if run is None:
+        raise ClaimLost(f"{claim.label} lost its claim; another attempt owns the run now")
+    return run
+
+
 def heartbeat(
     engine: Engine,
-    run_id: int,
+    claim: RunClaim,
     *,
     progress: float | None = None,
     stage: str | None = None,
@@ -106,9 +191,7 @@ def heartbeat(
 ) -> bool:
     """Record liveness (and progress); returns True when someone asked to cancel the run."""
     with session_scope(engine) as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None:
-            raise LookupError(f"run {run_id} does not exist")
+        run = hold_claim(session, claim)
         run.heartbeat_at = utcnow()
         if progress is not None:
             run.progress = max(0.0, min(1.0, progress))
@@ -122,16 +205,14 @@ def heartbeat(
 
 def finish_run(
     engine: Engine,
-    run_id: int,
+    claim: RunClaim,
     status: RunStatus,
     *,
     error: str | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> TrainingRun:
     with session_scope(engine) as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None:
-            raise LookupError(f"run {run_id} does not exist")
+        run = hold_claim(session, claim)
         run.status, run.error, run.finished_at = status, error, utcnow()
         if status == RunStatus.SUCCEEDED:
             run.progress = 1.0
@@ -177,16 +258,19 @@ def request_cancel(session: Session, run_id: int, actor: str) -> TrainingRun:
 
 
 def recover_stale_runs(engine: Engine, stale_after: timedelta, max_attempts: int = 2) -> list[int]:
-    """Re-queue (once) or fail runs whose worker stopped heartbeating; returns their ids."""
+    """Re-queue (once) or fail runs whose worker stopped heartbeating; returns their ids.
+
+    Cheap enough for every poll: one indexed query that finds nothing while workers are alive.
+    """
     cutoff = utcnow() - stale_after
     recovered: list[int] = []
     with session_scope(engine) as session:
-        stale = session.exec(
-            select(TrainingRun).where(
-                TrainingRun.status == RunStatus.RUNNING, col(TrainingRun.heartbeat_at) < cutoff
-            )
-        ).all()
-        for run in stale:
+        query = select(TrainingRun).where(
+            TrainingRun.status == RunStatus.RUNNING, col(TrainingRun.heartbeat_at) < cutoff
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        for run in session.exec(query).all():
             if run.attempts < max_attempts and not run.cancel_requested:
                 run.status, run.worker, run.stage = RunStatus.QUEUED, None, "requeued"
             else:
@@ -203,3 +287,48 @@ def recover_stale_runs(engine: Engine, stale_after: timedelta, max_attempts: int
 def latest_runs(session: Session, limit: int = 10) -> list[TrainingRun]:
     query = select(TrainingRun).order_by(col(TrainingRun.id).desc()).limit(limit)
     return list(session.exec(query).all())
+
+
+def waiting_reasons(
+    session: Session, runs: list[TrainingRun], stale_after: timedelta, now: datetime | None = None
+) -> dict[int, str]:
+    """Why each queued run in ``runs`` is not running yet, in words (keyed by run id)."""
+    now = now or datetime.now(UTC)
+    reasons: dict[int, str] = {}
+    for run in runs:
+        if run.status != RunStatus.QUEUED or run.id is None:
+            continue
+        running = session.exec(
+            select(TrainingRun).where(
+                TrainingRun.status == RunStatus.RUNNING, TrainingRun.workspace == run.workspace
+            )
+        ).first()
+        if running is not None:
+            reasons[run.id] = "waiting: " + _running_line(running, stale_after, now)
+            continue
+        ahead = session.exec(
+            select(TrainingRun.id)
+            .where(
+                TrainingRun.status == RunStatus.QUEUED,
+                TrainingRun.workspace == run.workspace,
+                col(TrainingRun.id) < run.id,
+            )
+            .order_by(col(TrainingRun.id))
+        ).first()
+        if ahead is not None:
+            reasons[run.id] = f"waiting: behind run {ahead} in the queue"
+        else:
+            reasons[run.id] = "waiting for a worker to claim it (is `brandvoice worker` running?)"
+    return reasons
+
+
+def _running_line(running: TrainingRun, stale_after: timedelta, now: datetime) -> str:
+    line = f"run {running.id} is running on worker {running.worker}"
+    if running.heartbeat_at is None:
+        return line
+    beat = running.heartbeat_at
+    age = (now - (beat if beat.tzinfo else beat.replace(tzinfo=UTC))).total_seconds()
+    line += f", heartbeat {age:.0f} s ago"
+    if age > stale_after.total_seconds():
+        line += " (stale: the next worker poll recovers it)"
+    return line

@@ -2,7 +2,8 @@
 
 Every step reports progress through the run (which also tells it when it was cancelled). The
 registry changes in one transaction at the end, so a run killed at any point leaves the registry
-exactly as it was.
+exactly as it was. Every write of the run is fenced by its claim, and each attempt trains into its
+own directory, so an attempt that lost its claim can neither register nor overwrite anything.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from brandvoice.store.models import (
     ExampleSource,
     ExampleStatus,
     ModelVersion,
+    RunKind,
     RunStatus,
     Split,
     TrainingRun,
 )
-from brandvoice.store.runs import RunCancelled, RunSkipped
+from brandvoice.store.runs import RunCancelled, RunClaim, RunSkipped, hold_claim
 from brandvoice.store.snapshots import SnapshotOptions, snapshot_dataset
 from brandvoice.trainer.checkpoint import latest_checkpoint
 from brandvoice.trainer.config import TrainConfig
@@ -37,7 +39,12 @@ from brandvoice.trainer.eval_report import EvalReport
 from brandvoice.trainer.evaluate import Contender, EvalConfig, Similarity, evaluate
 from brandvoice.trainer.hosted import HostedConfig, make_provider, run_hosted_training
 from brandvoice.trainer.lora import TrainCallback, train_lora
-from brandvoice.trainer.registry import promote_version, promoted_version, register_candidate
+from brandvoice.trainer.registry import (
+    RegistryBusy,
+    promote_version,
+    promoted_version,
+    register_candidate,
+)
 from brandvoice.trainer.report_html import render_report_html
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,11 @@ class Progress(Protocol):
     ) -> None:
         """Record progress; raises ``RunCancelled`` when the run should stop."""
         ...
+
+
+class RunProgress(Progress, Protocol):
+    claim: RunClaim
+    """The claim this attempt holds; every write of the run is fenced by it."""
 
 
 GenerateStep = Callable[[Engine, Progress, int], Mapping[str, Any]]
@@ -141,25 +153,40 @@ def few_shot_examples(engine: Engine, n: int) -> list[list[dict[str, Any]]]:
     return [list(messages) for messages in rows]
 
 
+def attempt_dir(artifacts_dir: Path, claim: RunClaim) -> Path:
+    """Where one attempt of a run writes checkpoints and its adapter (never shared by attempts)."""
+    return artifacts_dir / "runs" / f"run-{claim.run_id}" / f"attempt-{claim.attempt}"
+
+
+def _resume_point(artifacts_dir: Path, claim: RunClaim) -> Path | None:
+    """The newest checkpoint an earlier attempt of the run left, to continue from."""
+    run_dir = artifacts_dir / "runs" / f"run-{claim.run_id}"
+    for attempt in range(claim.attempt - 1, 0, -1):
+        found = latest_checkpoint(run_dir / f"attempt-{attempt}")
+        if found is not None:
+            return run_dir / f"attempt-{attempt}"
+    return run_dir if latest_checkpoint(run_dir) else None
+
+
 def run_retrain(
     engine: Engine,
     run_id: int,
     config: PipelineConfig,
     services: PipelineServices,
-    progress: Progress,
+    progress: RunProgress,
 ) -> dict[str, Any]:
     """Execute run ``run_id``; returns the metrics stored on the run."""
+    claim = progress.claim
+    assert claim.run_id == run_id, f"{claim.label} cannot execute run {run_id}"
     with session_scope(engine) as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None:
-            raise LookupError(f"run {run_id} does not exist")
+        run = hold_claim(session, claim)
         force, backend, actor = run.force, run.backend, run.requested_by or "scheduler"
         pinned = run.config.get("snapshot_id")
         if run.external_job_id and run.snapshot_id is not None:
             pinned = run.snapshot_id  # a hosted job already trains on it: resume that job
-        run_config = dict(run.config)
+        run_config, kind = dict(run.config), run.kind
         train_config = config.train.model_copy(update=run_config.get("train", {}))
-    if run_config.get("kind") == "generate":
+    if kind == RunKind.GENERATE:
         if services.generate is None:
             raise ValueError("synthetic generation is not configured for this worker")
         progress.progress(0.05, "generate")
@@ -187,27 +214,27 @@ def run_retrain(
             generated = services.generate(engine, progress, 1)
         snapshot = take_snapshot(engine, config, actor)
     with session_scope(engine) as session:
-        stored = session.get(TrainingRun, run_id)
-        assert stored is not None
+        stored = hold_claim(session, claim)
         stored.snapshot_id = snapshot.id
         session.add(stored)
     progress.progress(
         0.3, "train", {"snapshot": snapshot.content_hash, "generated": dict(generated)}
     )
 
-    output_dir = config.artifacts_dir / "runs" / f"run-{run_id}"
+    output_dir = attempt_dir(config.artifacts_dir, claim)
     hosted_model_id: str | None = None
     adapter_path: Path | None = output_dir
     hyperparameters: dict[str, Any] = train_config.model_dump(mode="json")
     if provider is not None:
         outcome = run_hosted_training(
-            engine, run_id, snapshot, provider, config.hosted, progress, output_dir
+            engine, run_id, snapshot, provider, config.hosted, progress, output_dir, claim=claim
         )
         training, hosted_model_id = outcome.training, outcome.model_id
         adapter_path, hyperparameters = outcome.adapter_path, outcome.hyperparameters
         base_model = provider.base_model
     else:
-        training = _train_locally(run_id, snapshot, output_dir, train_config, progress)
+        resume_from = _resume_point(config.artifacts_dir, claim)
+        training = _train_locally(run_id, snapshot, output_dir, train_config, progress, resume_from)
         base_model = train_config.base_model
     # Served exactly as the registered version will be: the same loader builds both.
     candidate_backend = services.load_backend(
@@ -231,7 +258,7 @@ def run_retrain(
             session,
             base_model=base_model,
             backend=backend,
-            run_id=run_id,
+            claim=claim,
             snapshot_id=snapshot.id,
             hyperparameters=hyperparameters,
             adapter_path=str(adapter_path) if adapter_path is not None else None,
@@ -247,7 +274,13 @@ def run_retrain(
         )
         version.eval = report.to_stored()
         if config.auto_promote and report.verdict.recommend_promote:
-            promote_version(session, version.name, "auto-promote")
+            try:
+                with session.begin_nested():  # a refused promotion keeps the registration
+                    promote_version(session, version.name, "auto-promote")
+            except RegistryBusy:
+                log.warning(
+                    "%s not auto-promoted: a person changed the registry meanwhile", version.name
+                )
         session.add(version)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     html_path.write_text(render_report_html(version.name, report), encoding="utf-8")
@@ -266,8 +299,10 @@ def _train_locally(
     output_dir: Path,
     train_config: TrainConfig,
     progress: Progress,
+    resume_from: Path | None,
 ) -> dict[str, Any]:
-    """LoRA training here (resuming from the last checkpoint); returns the training summary."""
+    """LoRA training here (resuming from a checkpoint an earlier attempt left); returns the
+    training summary."""
     callback = _ProgressCallback(progress, 0.3, 0.8)
     result = train_lora(
         snapshot.train_path,
@@ -276,7 +311,7 @@ def _train_locally(
         train_config,
         callback,
         snapshot_hash=snapshot.content_hash,
-        resume_from=output_dir if latest_checkpoint(output_dir) else None,
+        resume_from=resume_from,
     )
     if callback.cancelled or result.status == "cancelled":
         raise RunCancelled(f"run {run_id} was cancelled during training (resumable)")

@@ -2,22 +2,56 @@
 
 Each transition happens inside the caller's transaction together with its audit row, so a crash
 leaves either the old state or the new one. A partial unique index in the database guarantees
-that at most one version is promoted, even with several processes.
+that at most one version is promoted, even with several processes; transitions take a registry
+lock first, so of two at once one is applied and the other refused with ``RegistryBusy`` (409)
+instead of failing on that index.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from brandvoice.store.audit import record_audit
 from brandvoice.store.models import ModelVersion, RunStatus, TrainingRun, VersionStatus, utcnow
+from brandvoice.store.runs import RunClaim, hold_claim
+
+_REGISTRY_LOCK = 0x62765F726567  # PostgreSQL advisory lock key of registry transitions
 
 
 class RegistryError(ValueError):
     """A registry transition that is not allowed; the message says why and what to do."""
+
+
+class RegistryBusy(RegistryError):
+    """Another promotion, rollback or discard was being applied at the same moment."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "another promotion, rollback or discard was being applied at the same moment; "
+            "check which version is in production and try again"
+        )
+
+
+def _lock_registry(session: Session) -> None:
+    """Serialize transitions: PostgreSQL refuses a second one at once (SQLite's write lock
+    already makes transactions take turns)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    query = text("SELECT pg_try_advisory_xact_lock(:key)")
+    if not session.execute(query, {"key": _REGISTRY_LOCK}).scalar_one():
+        raise RegistryBusy
+
+
+def _flush(session: Session) -> None:
+    """Flush, turning a lost race on the one-promoted index into ``RegistryBusy``."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise RegistryBusy from exc
 
 
 def list_versions(session: Session) -> list[ModelVersion]:
@@ -49,8 +83,16 @@ def register_candidate(
     hosted_model_id: str | None = None,
     eval: dict[str, Any] | None = None,
     actor: str = "trainer",
+    claim: RunClaim | None = None,
 ) -> ModelVersion:
-    """A new candidate named v1, v2, ... after the highest id so far."""
+    """A new candidate named v1, v2, ... after the highest id so far.
+
+    With ``claim`` (a worker registering its run), nothing is registered unless the claim still
+    holds (``ClaimLost``): an attempt that lost its run never adds a version.
+    """
+    if claim is not None:
+        hold_claim(session, claim)
+        run_id = claim.run_id
     highest = session.exec(select(func.max(ModelVersion.id))).one() or 0
     version = ModelVersion(
         name=f"v{highest + 1}",
@@ -74,6 +116,7 @@ def promote_version(session: Session, name: str, actor: str) -> tuple[ModelVersi
 
     Promoting the version already in production changes nothing (a second click is harmless).
     """
+    _lock_registry(session)
     version = get_version(session, name)
     if version.status == VersionStatus.PROMOTED:
         return version, False
@@ -87,11 +130,11 @@ def promote_version(session: Session, name: str, actor: str) -> tuple[ModelVersi
     if current is not None:
         current.status = VersionStatus.RETIRED
         session.add(current)
-        session.flush()  # the one-promoted index must see the old one leave first
+        _flush(session)  # the one-promoted index must see the old one leave first
     version.status = VersionStatus.PROMOTED
     version.promoted_by, version.promoted_at, version.rolled_back_at = actor, utcnow(), None
     session.add(version)
-    session.flush()
+    _flush(session)
     record_audit(
         session, actor, "model.promote", name, {"previous": current.name if current else None}
     )
@@ -103,6 +146,7 @@ def rollback(session: Session, actor: str) -> tuple[ModelVersion | None, ModelVe
 
     The demoted version is marked as rolled back so a later rollback never returns to it.
     """
+    _lock_registry(session)
     current = promoted_version(session)
     if current is None:
         raise RegistryError("nothing is promoted, so there is nothing to roll back")
@@ -119,12 +163,12 @@ def rollback(session: Session, actor: str) -> tuple[ModelVersion | None, ModelVe
     previous = session.exec(query).first()
     current.status, current.rolled_back_at = VersionStatus.RETIRED, utcnow()
     session.add(current)
-    session.flush()
+    _flush(session)
     if previous is not None:
         previous.status = VersionStatus.PROMOTED
         previous.promoted_by, previous.promoted_at = actor, utcnow()
         session.add(previous)
-        session.flush()
+        _flush(session)
     record_audit(
         session,
         actor,
@@ -137,6 +181,7 @@ def rollback(session: Session, actor: str) -> tuple[ModelVersion | None, ModelVe
 
 def discard_version(session: Session, name: str, actor: str) -> tuple[ModelVersion, bool]:
     """Discard a candidate or retired version; returns (version, changed)."""
+    _lock_registry(session)
     version = get_version(session, name)
     if version.status == VersionStatus.DISCARDED:
         return version, False

@@ -7,15 +7,18 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import col, select
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlmodel import Session, col, select
 
 from brandvoice.bot.api.deps import Actor, Offset, RowId, SessionDep, get_settings, require_token
+from brandvoice.bot.runs import RunRequest, enqueue_request
 from brandvoice.bot.settings import Settings
 from brandvoice.inference.tokens import count_chat_tokens_batch
+from brandvoice.store.audit import query_audit, record_refusal
 from brandvoice.store.examples import edit_example, list_examples, set_example_status
 from brandvoice.store.jsonl import InvalidExample
 from brandvoice.store.models import (
+    AuditLog,
     DatasetSnapshot,
     Example,
     ExampleSource,
@@ -25,7 +28,7 @@ from brandvoice.store.models import (
     TrainingRun,
     VersionStatus,
 )
-from brandvoice.store.runs import enqueue_run, latest_runs, request_cancel
+from brandvoice.store.runs import ActiveRunError, latest_runs, request_cancel
 from brandvoice.trainer.eval_report import EvalReport, report_of
 from brandvoice.trainer.registry import (
     RegistryError,
@@ -45,17 +48,21 @@ class ExampleEdit(BaseModel):
     messages: list[dict[str, Any]] = Field(description="The new messages, OpenAI chat format.")
 
 
-class RunRequest(BaseModel):
-    force: bool = Field(False, description="Train even with few new examples.")
-    backend: Literal["local", "openai", "together"] | None = None
-
-
 def _not_found(exc: Exception) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, str(exc).strip("'\""))
 
 
 def _conflict(exc: Exception) -> HTTPException:
     return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+
+
+def _audit_refusal(
+    session: Session, actor: str, action: str, target: str | None, exc: Exception
+) -> None:
+    """Roll the refused change back, then commit the audit row of the refusal on its own."""
+    session.rollback()
+    record_refusal(session, actor, action, target, str(exc))
+    session.commit()
 
 
 @router.get("/examples", response_model=list[Example], tags=["examples"])
@@ -141,8 +148,13 @@ def post_run(
     actor: Actor,
     settings: Settings = Depends(get_settings),
 ) -> TrainingRun:
-    backend = body.backend or settings.training_backend
-    return enqueue_run(session, actor, backend=backend, force=body.force)
+    """Queue a retrain (the options of ``brandvoice train``) or ``{"kind": "generate", ...}``;
+    409 while another run is queued or running."""
+    try:
+        return enqueue_request(session, actor, body, default_backend=settings.training_backend)
+    except ActiveRunError as exc:
+        _audit_refusal(session, actor, "run.enqueue", None, exc)
+        raise _conflict(exc) from exc
 
 
 @router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"])
@@ -173,18 +185,25 @@ def post_rollback(session: SessionDep, actor: Actor) -> dict[str, str | None]:
     try:
         restored, demoted = rollback(session, actor)
     except RegistryError as exc:
+        _audit_refusal(session, actor, "model.rollback", None, exc)
         raise _conflict(exc) from exc
     return {"restored": restored.name if restored else None, "demoted": demoted.name}
 
 
 @router.post("/models/{name}/{action}", response_model=ModelVersion, tags=["models"])
 def post_model_action(
-    name: str, action: Literal["promote", "discard"], session: SessionDep, actor: Actor
+    name: str,
+    action: Literal["promote", "discard"],
+    session: SessionDep,
+    actor: Actor,
 ) -> ModelVersion:
+    """Promote or discard ``name``; 409 when refused (discarded, in production, or another
+    promotion being applied at the same moment), and the refusal is audited."""
     transition = promote_version if action == "promote" else discard_version
     try:
         version, _ = transition(session, name, actor)
     except RegistryError as exc:
+        _audit_refusal(session, actor, f"model.{action}", name, exc)
         missing = str(exc).startswith("no model version")
         raise (_not_found(exc) if missing else _conflict(exc)) from exc
     return version
@@ -215,3 +234,29 @@ def get_report(name: str, session: SessionDep) -> VersionReport:
     except RegistryError as exc:
         raise _not_found(exc) from exc
     return _version_report(version)
+
+
+@router.get("/audit", response_model=list[AuditLog], tags=["audit"])
+def get_audit(
+    session: SessionDep,
+    actor: Annotated[str | None, Query(max_length=200, description="Exact actor.")] = None,
+    action: Annotated[
+        str | None, Query(max_length=100, description="Exact action, e.g. model.promote.refused.")
+    ] = None,
+    version: Annotated[
+        str | None, Query(max_length=100, description="Model version, e.g. v3.")
+    ] = None,
+    since: Annotated[AwareDatetime | None, Query(description="ISO 8601 time with offset.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Offset = 0,
+) -> list[AuditLog]:
+    """The audit log, newest first: who did (or was refused) what to what, and when."""
+    return query_audit(
+        session,
+        actor=actor,
+        action=action,
+        target=version,
+        since=since,
+        limit=limit,
+        offset=offset,
+    )

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from brandvoice.bot.cli import data, demo, generate, models, serve
+from brandvoice.bot.cli import audit, data, demo, generate, models, serve
 from brandvoice.bot.cli.context import console, engine, err_console, friendly_errors, settings
 from brandvoice.bot.cli.logs import configure_logging
 
@@ -31,6 +31,7 @@ app.command("generate")(generate.generate_command)
 app.add_typer(generate.guidelines_app, name="guidelines")
 app.command("web")(serve.web_command)
 app.command("worker")(serve.worker_command)
+app.command("audit")(audit.audit_command)
 
 
 @app.callback()

@@ -14,9 +14,9 @@ import typer
 from brandvoice.bot.cli.context import console, engine, friendly_errors, settings
 from brandvoice.bot.cli.data import import_file, print_report, stats_command
 from brandvoice.bot.cli.models import execute_run, print_run_outcome
+from brandvoice.bot.runs import TrainRequest, enqueue_request
 from brandvoice.samples import sample_examples_path, sample_guidelines_path
 from brandvoice.store.db import session_scope
-from brandvoice.store.runs import enqueue_run
 
 
 @friendly_errors
@@ -47,13 +47,8 @@ def demo_command(
 
     console.rule("2/3 train a LoRA adapter, 3/3 evaluate it against production")
     with session_scope(engine()) as session:
-        run = enqueue_run(
-            session,
-            "demo",
-            backend="local",
-            force=True,
-            config={"train": {"max_steps": max_steps}, "generate": False},
-        )
+        request = TrainRequest(force=True, backend="local", max_steps=max_steps, generate=False)
+        run = enqueue_request(session, "demo", request, default_backend="local")
     assert run.id is not None
     finished = execute_run(run.id)
     print_run_outcome(finished)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import typer
@@ -16,19 +19,23 @@ from brandvoice.bot.cli.context import (
     settings,
 )
 from brandvoice.bot.cli.progress import ConsoleRunReporter, progress_bar
+from brandvoice.bot.runs import TrainRequest, enqueue_request
 from brandvoice.bot.services import make_worker
 from brandvoice.inference.chat import Sampling
+from brandvoice.store.audit import record_refusal
 from brandvoice.store.db import session_scope
 from brandvoice.store.models import RunStatus, TrainingRun
 from brandvoice.store.runs import (
+    ActiveRunError,
     claim_next_run,
-    enqueue_run,
     latest_runs,
     request_cancel,
     requeue_run,
+    waiting_reasons,
 )
 from brandvoice.trainer.eval_report import report_of
 from brandvoice.trainer.registry import (
+    RegistryError,
     discard_version,
     get_version,
     list_versions,
@@ -99,19 +106,22 @@ def train_command(
     ] = False,
 ) -> None:
     """Train a candidate now, evaluate it against production and register it."""
-    overrides = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps)) if v is not None}
+    overrides = {"epochs": epochs, "max_steps": max_steps}
     chosen = backend or settings().training_backend
     if resume is None and chosen != "local":
         snapshot = _confirm_hosted_cost(chosen, snapshot, yes)
-    with session_scope(engine()) as session:
-        if resume is not None:
-            run = requeue_run(session, resume, "cli")
-        else:
-            config: dict[str, Any] = {"train": overrides}
-            if snapshot is not None:
-                config["snapshot_id"] = snapshot
-            run = enqueue_run(session, "cli", backend=chosen, force=force, config=config)
-        run_id = run.id
+    try:
+        with session_scope(engine()) as session:
+            if resume is not None:
+                run = requeue_run(session, resume, "cli")
+            else:
+                request = TrainRequest(force=force, backend=chosen, snapshot=snapshot, **overrides)
+                run = enqueue_request(session, "cli", request, default_backend=chosen)
+            run_id = run.id
+    except ActiveRunError as exc:
+        with session_scope(engine()) as session:
+            record_refusal(session, "cli", "run.enqueue", None, str(exc))
+        raise CliError(str(exc)) from exc
     assert run_id is not None
     print_run_outcome(execute_run(run_id))
 
@@ -185,11 +195,22 @@ def list_models() -> None:
     console.print(table)
 
 
+@contextmanager
+def audited_refusal(actor: str, action: str, target: str | None) -> Iterator[None]:
+    """A refused registry transition is audited, then shown as one line (exit 2)."""
+    try:
+        yield
+    except RegistryError as exc:
+        with session_scope(engine()) as session:
+            record_refusal(session, actor, action, target, str(exc))
+        raise CliError(str(exc)) from exc
+
+
 @models_app.command("promote")
 @friendly_errors
 def promote_command(version: str, actor: str = "cli") -> None:
     """Put VERSION in production (the previous one is retired)."""
-    with session_scope(engine()) as session:
+    with audited_refusal(actor, "model.promote", version), session_scope(engine()) as session:
         _, changed = promote_version(session, version, actor)
     console.print(f"{version} promoted" if changed else f"{version} is already in production")
 
@@ -198,7 +219,7 @@ def promote_command(version: str, actor: str = "cli") -> None:
 @friendly_errors
 def rollback_command(actor: str = "cli") -> None:
     """Return to the previously promoted version (or the base model)."""
-    with session_scope(engine()) as session:
+    with audited_refusal(actor, "model.rollback", None), session_scope(engine()) as session:
         restored, demoted = rollback(session, actor)
     console.print(
         f"rolled back {demoted.name}; now serving {restored.name if restored else 'the base model'}"
@@ -209,23 +230,30 @@ def rollback_command(actor: str = "cli") -> None:
 @friendly_errors
 def discard_command(version: str, actor: str = "cli") -> None:
     """Mark VERSION as discarded so it can never be promoted."""
-    with session_scope(engine()) as session:
+    with audited_refusal(actor, "model.discard", version), session_scope(engine()) as session:
         _, changed = discard_version(session, version, actor)
     console.print(f"{version} discarded" if changed else f"{version} was already discarded")
 
 
 @runs_app.command("list")
 @friendly_errors
-def list_runs(limit: int = 10) -> None:
+def list_runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 10) -> None:
+    """The latest runs; a queued run says what it is waiting for."""
     table = Table()
-    for column in ("run", "status", "stage", "progress", "requested by", "error"):
+    for column in ("run", "kind", "status", "stage", "progress", "requested by", "note"):
         table.add_column(column)
+    stale_after = timedelta(seconds=settings().run_stale_after_s)
     with session_scope(engine()) as session:
-        for run in latest_runs(session, limit):
-            table.add_row(
-                str(run.id), run.status, run.stage or "", f"{run.progress:.0%}",
-                run.requested_by or "", (run.error or "")[:60],
-            )  # fmt: skip
+        runs = latest_runs(session, limit)
+        waiting = waiting_reasons(session, runs, stale_after)
+    for run in runs:
+        note = waiting.get(run.id or 0) or (run.error or "")[:60]
+        if run.status == RunStatus.RUNNING and run.worker:
+            note = note or f"on worker {run.worker}, attempt {run.attempts}"
+        table.add_row(
+            str(run.id), run.kind, run.status, run.stage or "", f"{run.progress:.0%}",
+            run.requested_by or "", note,
+        )  # fmt: skip
     console.print(table)
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from brandvoice.bot.cli.context import console
 from brandvoice.bot.worker import RunReporter
+from brandvoice.store.runs import RunClaim
 
 
 def progress_bar() -> Progress:
@@ -27,10 +28,10 @@ class ConsoleRunReporter(RunReporter):
 
     bar: Progress | None = None
 
-    def __init__(self, engine: Engine, run_id: int) -> None:
-        super().__init__(engine, run_id)
+    def __init__(self, engine: Engine, claim: RunClaim) -> None:
+        super().__init__(engine, claim)
         assert self.bar is not None, "set ConsoleRunReporter.bar before running"
-        self.task = self.bar.add_task(f"run {run_id}", total=1.0, detail="")
+        self.task = self.bar.add_task(f"run {claim.run_id}", total=1.0, detail="")
 
     def progress(
         self, fraction: float, stage: str | None = None, metrics: dict[str, Any] | None = None

@@ -24,6 +24,7 @@ from brandvoice.bot.slack.operations import (
     set_schedule,
     status_summary,
 )
+from brandvoice.store.audit import record_refusal
 from brandvoice.store.examples import example_counts
 from brandvoice.trainer.eval_report import report_of
 from brandvoice.trainer.registry import RegistryError, discard_version, promote_version, rollback
@@ -41,6 +42,15 @@ SUBCOMMANDS = (
     "generate",
 )
 CURATOR_ONLY = frozenset({"train", "promote", "rollback", "discard", "generate"})
+AUDITED_ACTIONS = {
+    "train": "run.enqueue",
+    "generate": "run.enqueue",
+    "promote": "model.promote",
+    "rollback": "model.rollback",
+    "discard": "model.discard",
+    "schedule": "setting.set",
+}
+"""The audit action of each command that changes something; refusals are audited as ``….refused``."""
 
 HELP = """*brandvoice* teaches the bot your team's voice.
 `/brandvoice status`: the model in production, the dataset, the last and next retrain
@@ -94,12 +104,24 @@ async def run_command(deps: SlackDeps, user: str, command: Command) -> CommandRe
         intro = f"I don't know `{command.unknown}`.\n" if command.unknown else ""
         return CommandReply(intro + HELP)
     if needs_curator(command) and not await deps.auth.is_curator(user):
+        await _audit_refusal(deps, user, command, "not a curator")
         return CommandReply(deps.auth.refusal(f"use `/brandvoice {command.name}`"))
     handler = HANDLERS[command.name]
     try:
         return await deps.in_session(lambda session: handler(session, deps, user, command.arg))
     except (RegistryError, OperationError) as exc:
+        await _audit_refusal(deps, user, command, str(exc))
         return CommandReply(f"Cannot {command.name}: {exc}")
+
+
+async def _audit_refusal(deps: SlackDeps, user: str, command: Command, reason: str) -> None:
+    action = AUDITED_ACTIONS.get(command.name)
+    if action is None:
+        return
+    target = command.arg or None if command.name in ("promote", "discard") else None
+    if command.name == "schedule":
+        target = "retrain_schedule"
+    await deps.in_session(lambda session: record_refusal(session, user, action, target, reason))
 
 
 def _status(session: Session, deps: SlackDeps, user: str, arg: str) -> CommandReply:

@@ -1,7 +1,8 @@
 """The store operations Slack triggers for work other parts of brandvoice carry out.
 
-``train`` and ``generate`` only enqueue a ``TrainingRun`` row that the worker claims; ``schedule``
-stores the cron the scheduler reads; ``status`` and ``dataset`` summarize the store.
+``train`` and ``generate`` only enqueue a run (through the one enqueue service) that the worker
+claims; ``schedule`` stores the cron the scheduler reads; ``status`` and ``dataset`` summarize the
+store.
 """
 
 from __future__ import annotations
@@ -11,43 +12,41 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from brandvoice.bot.runs import GenerateRequest, TrainRequest, enqueue_request
 from brandvoice.bot.schedule import OFF as SCHEDULE_OFF
 from brandvoice.bot.schedule import SCHEDULE_KEY, next_fire_time, parse_cron
 from brandvoice.store.examples import example_counts
 from brandvoice.store.kv import get_setting, set_setting
-from brandvoice.store.models import DatasetSnapshot, ModelVersion, RunStatus, TrainingRun, utcnow
-from brandvoice.store.runs import enqueue_run
+from brandvoice.store.models import DatasetSnapshot, ModelVersion, TrainingRun, utcnow
+from brandvoice.store.runs import ActiveRunError
 from brandvoice.trainer.registry import promoted_version
-
-ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class OperationError(ValueError):
     """A request Slack users can fix; the message says how."""
 
 
-def active_run(session: Session) -> TrainingRun | None:
-    query = select(TrainingRun).where(col(TrainingRun.status).in_(ACTIVE))
-    return session.exec(query.order_by(col(TrainingRun.id))).first()
-
-
 def enqueue_training(
     session: Session, user: str, *, backend: str, force: bool = False
 ) -> TrainingRun:
     """Queue a retrain for the worker, unless one is already queued or running."""
-    running = active_run(session)
-    if running is not None:
-        raise OperationError(
-            f"run #{running.id} is already {running.status.value}; wait for its report"
-        )
-    return enqueue_run(session, user, backend=backend, force=force)
+    return _enqueue(session, user, TrainRequest(force=force), backend)
 
 
 def enqueue_generation(session: Session, user: str, per_example: int) -> TrainingRun:
-    """Queue synthetic generation as a run of kind ``generate`` (the worker dispatches on it)."""
+    """Queue synthetic generation as a run of kind ``generate``."""
     if not 1 <= per_example <= 20:
         raise OperationError(f"generate takes 1 to 20 variations per example, not {per_example}")
-    return enqueue_run(session, user, config={"kind": "generate", "per_example": per_example})
+    return _enqueue(session, user, GenerateRequest(kind="generate", per_example=per_example), "")
+
+
+def _enqueue(
+    session: Session, user: str, request: TrainRequest | GenerateRequest, backend: str
+) -> TrainingRun:
+    try:
+        return enqueue_request(session, user, request, default_backend=backend)
+    except ActiveRunError as exc:
+        raise OperationError(str(exc)) from exc
 
 
 def validate_cron(cron: str, timezone: str) -> None:

@@ -21,6 +21,7 @@ from brandvoice.bot.slack.blocks import (
 )
 from brandvoice.bot.slack.client import make_client, post_ephemeral, post_message, update_message
 from brandvoice.bot.slack.deps import SlackDeps
+from brandvoice.store.audit import record_refusal
 from brandvoice.store.models import ModelVersion, utcnow
 from brandvoice.trainer.eval_report import EvalReport
 from brandvoice.trainer.registry import RegistryError, discard_version, promote_version
@@ -78,6 +79,7 @@ async def handle_report_click(deps: SlackDeps, click: ReportClick) -> None:
     promote = click.action_id == PROMOTE_ACTION
     verb = "promote" if promote else "discard"
     if not await deps.auth.is_curator(click.user):
+        await _audit_refusal(deps, click, f"model.{verb}", "not a curator")
         await post_ephemeral(
             deps.client, click.channel, click.user, deps.auth.refusal(f"{verb} models")
         )
@@ -91,6 +93,7 @@ async def handle_report_click(deps: SlackDeps, click: ReportClick) -> None:
     try:
         version, changed = await deps.in_session(apply)
     except RegistryError as exc:
+        await _audit_refusal(deps, click, f"model.{verb}", str(exc))
         await post_ephemeral(
             deps.client, click.channel, click.user, f"Cannot {verb} {click.version}: {exc}"
         )
@@ -113,4 +116,10 @@ async def handle_report_click(deps: SlackDeps, click: ReportClick) -> None:
         click.message_ts,
         f"{version.name} {done} by <@{click.user}>",
         blocks=blocks,
+    )
+
+
+async def _audit_refusal(deps: SlackDeps, click: ReportClick, action: str, reason: str) -> None:
+    await deps.in_session(
+        lambda session: record_refusal(session, click.user, action, click.version, reason)
     )

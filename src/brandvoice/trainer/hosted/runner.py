@@ -24,7 +24,7 @@ from brandvoice.inference.retry import RetriesExhausted, RetryPolicy, call_with_
 from brandvoice.store.db import session_scope
 from brandvoice.store.jsonl import TokenCounter
 from brandvoice.store.models import DatasetSnapshot, TrainingRun
-from brandvoice.store.runs import RunCancelled
+from brandvoice.store.runs import RunCancelled, RunClaim, hold_claim
 from brandvoice.trainer.hosted.base import (
     HostedConfig,
     HostedJob,
@@ -291,6 +291,7 @@ def run_hosted_training(
     count_tokens: TokenCounter | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    claim: RunClaim | None = None,
 ) -> HostedOutcome:
     """Train run ``run_id`` on ``provider``: resume its recorded job, or pre-flight, upload and
     submit a new one; then follow it to the end. Raises ``RunCancelled`` or
@@ -301,7 +302,7 @@ def run_hosted_training(
     job_id, previous = _recorded_job(engine, run_id)
     if job_id is None:
         job_id = _submit(
-            engine, run_id, snapshot, provider, config, progress, state, retry, count_tokens
+            engine, run_id, snapshot, provider, config, progress, state, retry, count_tokens, claim
         )
     else:
         state.job_id, state.estimate, state.request = (
@@ -341,6 +342,7 @@ def _submit(
     state: _JobState,
     retry: Retry[Any],
     count_tokens: TokenCounter | None,
+    claim: RunClaim | None = None,
 ) -> str:
     estimate = snapshot_preflight(snapshot, provider, config, count_tokens)
     state.estimate = estimate.as_dict()
@@ -369,7 +371,7 @@ def _submit(
         log.warning("run %s: %s", run_id, estimate.summary())
     progress.progress(state.start + 0.01, f"submit to {provider.label}", state.metrics())
     job = retry(lambda: provider.submit(request))
-    _record_job_id(engine, run_id, job.id)
+    _record_job_id(engine, run_id, job.id, claim)
     state.job_id = job.id
     log.info("run %s submitted %s job %s", run_id, provider.label, job.id)
     return job.id
@@ -471,9 +473,10 @@ def _recorded_job(engine: Engine, run_id: int) -> tuple[str | None, dict[str, An
         return run.external_job_id, dict(run.metrics.get("hosted") or {})
 
 
-def _record_job_id(engine: Engine, run_id: int, job_id: str) -> None:
+def _record_job_id(engine: Engine, run_id: int, job_id: str, claim: RunClaim | None) -> None:
+    """Store the provider's job id on the run (fenced by ``claim`` when a worker executes it)."""
     with session_scope(engine) as session:
-        run = session.get(TrainingRun, run_id)
+        run = hold_claim(session, claim) if claim else session.get(TrainingRun, run_id)
         assert run is not None
         run.external_job_id = job_id
         session.add(run)
