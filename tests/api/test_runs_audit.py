@@ -115,12 +115,14 @@ def test_concurrent_promotions_never_fail_with_a_500(server_url, engine):
         barrier = threading.Barrier(2)
         answers: dict[str, httpx.Response] = {}
 
-        def promote(name: str) -> None:
+        def promote(name: str, barrier: threading.Barrier, answers: dict) -> None:  # type: ignore[type-arg]
             with httpx.Client(base_url=server_url, headers=AUTH, timeout=60) as http:
                 barrier.wait()
                 answers[name] = http.post(f"/api/models/{name}/promote")
 
-        threads = [threading.Thread(target=promote, args=(name,)) for name in ("v1", "v2")]
+        threads = [
+            threading.Thread(target=promote, args=(name, barrier, answers)) for name in ("v1", "v2")
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
