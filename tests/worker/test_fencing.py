@@ -94,8 +94,9 @@ def test_a_paused_worker_that_lost_its_run_changes_nothing_when_it_resumes(
     paused = start("worker-a")
     second = None
     try:
-        _wait_for(lambda: (markers / "worker-a.started").exists())
+        _wait_for(lambda: (markers / "worker-a.started").exists(), timeout=300)
         second = start("worker-b")  # polls all along, while worker-a is alive and then paused
+        _wait_for(lambda: _logged(markers, "worker-b", "polling every"), timeout=300)
         time.sleep(3 * HEARTBEAT_S)
         with session_scope(engine) as session:
             assert session.get(TrainingRun, run_id).worker == "worker-a"  # alive: left alone
@@ -103,7 +104,7 @@ def test_a_paused_worker_that_lost_its_run_changes_nothing_when_it_resumes(
         (markers / "release").touch()
         _wait_for(lambda: _run(engine, run_id).status == RunStatus.SUCCEEDED)
         os.kill(paused.pid, signal.SIGCONT)
-        _wait_for(lambda: "lost its claim" in (markers / "worker-a.log").read_text())
+        _wait_for(lambda: _logged(markers, "worker-a", "lost its claim"))
         time.sleep(5 * POLL_S)
     finally:
         for process in (paused, second):
@@ -124,6 +125,11 @@ def test_a_paused_worker_that_lost_its_run_changes_nothing_when_it_resumes(
     first_attempt = attempt_dir(artifacts, RunClaim(run_id, "worker-a", 1))
     assert first_attempt.is_dir() and list(first_attempt.iterdir()) == []
     assert actions.count("model.register") == 1 and actions.count("run.recover") == 1
+
+
+def _logged(markers: Path, worker: str, text: str) -> bool:
+    log = markers / f"{worker}.log"
+    return log.exists() and text in log.read_text()
 
 
 def _run(engine, run_id: int) -> TrainingRun:  # type: ignore[no-untyped-def]
