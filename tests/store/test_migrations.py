@@ -18,3 +18,42 @@ def test_migrations_create_exactly_the_schema_the_models_declare(engine):
 def test_upgrade_is_idempotent(engine):
     upgrade(engine)
     assert migrations_current(engine)
+
+
+def test_the_run_kind_migration_moves_generation_runs_out_of_their_config(database_url):
+    """Runs queued before runs had a kind keep working: ``config["kind"]`` becomes the column."""
+    import json
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from brandvoice.store.db import alembic_config, make_engine, session_scope
+    from brandvoice.store.models import RunKind, TrainingRun
+
+    engine = make_engine(database_url)
+    command.upgrade(alembic_config(engine), "0002")
+    with engine.begin() as connection:
+        for config in ('{"kind": "generate", "per_example": 4}', '{"train": {"epochs": 2}}'):
+            connection.execute(
+                text(
+                    "INSERT INTO trainingrun (status, backend, workspace, config, progress, "
+                    "attempts, metrics, cancel_requested, force, created_at) VALUES ('queued', "
+                    "'local', 'default', :config, 0, 0, '{}', false, false, CURRENT_TIMESTAMP)"
+                ),
+                {"config": config},
+            )
+    upgrade(engine)
+    with session_scope(engine) as session:
+        runs = [(r.kind, r.config) for r in session.query(TrainingRun).order_by(TrainingRun.id)]
+    assert runs == [
+        (RunKind.GENERATE, {"per_example": 4}),
+        (RunKind.TRAIN, {"train": {"epochs": 2}}),
+    ]
+    command.downgrade(alembic_config(engine), "0002")
+    with engine.connect() as connection:
+        configs = connection.execute(text("SELECT config FROM trainingrun ORDER BY id")).scalars()
+        assert [c if isinstance(c, dict) else json.loads(c) for c in configs] == [
+            {"per_example": 4, "kind": "generate"},
+            {"train": {"epochs": 2}},
+        ]
+    engine.dispose()
