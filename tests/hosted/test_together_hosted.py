@@ -51,7 +51,8 @@ def test_a_lora_job_that_succeeds_registers_the_hosted_model_and_its_adapter(
     assert (version.backend, version.base_model) == ("together", BASE)
     assert version.hosted_model_id == model_id
     adapter = Path(version.adapter_path or "")
-    assert adapter.parent == tmp_path / "artifacts" / "runs" / f"run-{run_id}" / "adapter"
+    run_dir = tmp_path / "artifacts" / "runs" / f"run-{run_id}"
+    assert adapter.parent == run_dir / "attempt-1" / "adapter"  # each attempt its own directory
     assert json.loads((adapter / "adapter_config.json").read_text()) == ADAPTER_CONFIG
     assert (adapter / "adapter_model.safetensors").is_file()
     assert version.eval["training"]["trained_tokens"] == 9876
