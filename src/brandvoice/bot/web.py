@@ -26,8 +26,8 @@ def create_app(
     """Build the app; the database is migrated first so every route sees the newest schema.
 
     ``slack_app`` is a slack-bolt ``AsyncApp``. In HTTP mode its events, commands, shortcuts and
-    interactivity all arrive at ``/slack/events``, verified by bolt's signature check; with
-    ``SLACK_APP_TOKEN`` set it connects out over Socket Mode for the app's lifetime instead.
+    interactivity all arrive at ``/slack/events`` (signature verified before the body is parsed);
+    with ``SLACK_APP_TOKEN`` set it connects out over Socket Mode for the app's lifetime instead.
     """
     if engine is None:
         engine = make_engine(settings.database_url)
@@ -65,12 +65,12 @@ def create_app(
     app.include_router(rest.router)
     app.include_router(chat_completions.router)
     if slack_app is not None and not socket_mode:
-        from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+        from brandvoice.bot.slack.endpoint import SlackEndpoint
 
-        handler = AsyncSlackRequestHandler(slack_app)
+        endpoint = SlackEndpoint(slack_app, settings.slack_signing_secret or "")
 
         @app.post("/slack/events", include_in_schema=False)
         async def slack_events(request: Request) -> Any:
-            return await handler.handle(request)
+            return await endpoint.handle(request)
 
     return app
