@@ -187,14 +187,16 @@ class SlackHarness:
         removed: bool = False,
         event_id: str | None = None,
         retry_num: int | None = None,
+        event_ts: str | None = None,
     ) -> httpx.Response:
+        """React (or un-react) at ``event_ts``, Slack's time of the reaction (now by default)."""
         event = {
             "type": "reaction_removed" if removed else "reaction_added",
             "user": user,
             "reaction": reaction,
             "item_user": BOT,
             "item": {"type": "message", "channel": CHANNEL, "ts": message_ts},
-            "event_ts": self.new_ts(),
+            "event_ts": event_ts or f"{time.time():.6f}",
         }
         response = await self.event(event, event_id=event_id, retry_num=retry_num)
         await self.settle()

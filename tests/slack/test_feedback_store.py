@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from alembic import command
+from sqlalchemy import text
 from sqlmodel import select
 
 from brandvoice.bot.slack.auth import CuratorAuth
 from brandvoice.bot.slack.blocks import split_message
 from brandvoice.bot.slack.client import make_client
 from brandvoice.bot.slack.replies import question_from_event
-from brandvoice.store.db import session_scope
+from brandvoice.store.db import alembic_config, make_engine, session_scope, upgrade
 from brandvoice.store.examples import NewExample, add_examples
 from brandvoice.store.feedback import (
     VoteTally,
@@ -23,7 +27,7 @@ from brandvoice.store.feedback import (
     vote_kind,
     vote_tally,
 )
-from brandvoice.store.models import Example, ExampleSource, VoteKind
+from brandvoice.store.models import Example, ExampleSource, ProcessedEvent, Setting, VoteKind
 
 PROMPT = [{"role": "system", "content": "Be Acme."}, {"role": "user", "content": "Hi"}]
 
@@ -105,11 +109,46 @@ def test_a_reply_already_in_the_dataset_is_not_duplicated(engine, count_tokens):
         assert len(session.exec(select(Example)).all()) == 1
 
 
-def test_events_are_claimed_once(engine):
+def test_events_are_claimed_once_in_their_own_table(engine):
     with session_scope(engine) as session:
         assert claim_event(session, "reply:C1:1.1")
         assert not claim_event(session, "reply:C1:1.1")
         assert claim_event(session, "reply:C1:1.2")
+    with session_scope(engine) as session:
+        assert sorted(session.exec(select(ProcessedEvent.key))) == ["reply:C1:1.1", "reply:C1:1.2"]
+        assert session.exec(select(Setting)).all() == []
+
+
+def test_claims_older_than_an_hour_are_forgotten_when_the_next_event_is_claimed(engine):
+    start = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    with session_scope(engine) as session:
+        assert claim_event(session, "reply:C1:1.1", now=start)
+        assert claim_event(session, "reply:C1:1.2", now=start + timedelta(minutes=30))
+    with session_scope(engine) as session:
+        assert not claim_event(session, "reply:C1:1.1", now=start + timedelta(minutes=59))
+        assert claim_event(session, "reply:C1:1.3", now=start + timedelta(minutes=61))
+    with session_scope(engine) as session:
+        assert sorted(session.exec(select(ProcessedEvent.key))) == ["reply:C1:1.2", "reply:C1:1.3"]
+
+
+def test_the_migration_moves_old_claims_out_of_the_settings_table(database_url):
+    engine = make_engine(database_url)
+    command.upgrade(alembic_config(engine), "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO setting (key, value, updated_by, updated_at) VALUES (:k, NULL, 'slack', :t)"
+            ),
+            [
+                {"k": "event-claim:reply:C1:1.1", "t": datetime(2026, 11, 30, 8, 0)},
+                {"k": "retrain_schedule", "t": datetime(2026, 11, 30, 8, 0)},
+            ],
+        )
+    upgrade(engine)
+    with session_scope(engine) as session:
+        assert session.exec(select(ProcessedEvent.key)).all() == ["reply:C1:1.1"]
+        assert session.exec(select(Setting.key)).all() == ["retrain_schedule"]
+    engine.dispose()
 
 
 def test_questions_come_from_mentions_and_dms_only():

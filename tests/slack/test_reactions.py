@@ -129,3 +129,52 @@ async def test_reactions_on_other_messages_and_other_emoji_are_ignored(slack, en
     assert votes(engine) == []
     assert examples(engine) == []
     assert slack.ephemerals() == []
+
+
+async def test_a_refusal_is_posted_once_however_often_slack_retries(slack, engine):
+    reply_ts = await ask(slack)
+    for retry_num in (None, 1, 2):
+        response = await slack.react(
+            "white_check_mark", reply_ts, user=ALICE, event_id="Ev0REFUSE", retry_num=retry_num
+        )
+        assert response.status_code == 200
+    assert len(slack.ephemerals(ALICE)) == 1
+    await slack.react("white_check_mark", reply_ts, user=ALICE, event_id="Ev0AGAIN")
+    assert len(slack.ephemerals(ALICE)) == 2  # a new attempt is a new event: told again
+    assert examples(engine) == []
+
+
+async def test_a_removal_delivered_before_its_reaction_leaves_no_vote(slack, engine):
+    reply_ts = await ask(slack)
+    added, removed = "1700000100.000100", "1700000105.000100"
+    await slack.react("+1", reply_ts, user=ALICE, removed=True, event_ts=removed)
+    await slack.react("+1", reply_ts, user=ALICE, event_ts=added)
+    await slack.react("+1", reply_ts, user=BOB)
+    assert examples(engine) == []
+    assert [(v.user, v.retracted_at is None) for v in votes(engine)] == [
+        (ALICE, False),
+        (BOB, True),
+    ]
+
+    await slack.react("+1", reply_ts, user=ALICE, event_ts="1700000110.000100")
+    assert len(examples(engine)) == 1  # added again after the removal: counts
+
+
+async def test_an_older_removal_delivered_late_does_not_retract_a_newer_reaction(slack, engine):
+    reply_ts = await ask(slack)
+    await slack.react("+1", reply_ts, user=ALICE, event_ts="1700000100.000100")
+    await slack.react("+1", reply_ts, user=ALICE, event_ts="1700000110.000100")  # re-added
+    await slack.react("+1", reply_ts, user=ALICE, removed=True, event_ts="1700000105.000100")
+    await slack.react("+1", reply_ts, user=BOB)
+    assert len(examples(engine)) == 1
+    assert all(v.retracted_at is None for v in votes(engine))
+
+
+async def test_a_curators_approval_removed_before_it_arrives_approves_nothing(slack, engine):
+    reply_ts = await ask(slack)
+    await slack.react(
+        "white_check_mark", reply_ts, user=CURATOR, removed=True, event_ts="1700000105.000100"
+    )
+    await slack.react("white_check_mark", reply_ts, user=CURATOR, event_ts="1700000100.000100")
+    assert examples(engine) == []
+    assert collected_marks(slack) == []

@@ -8,10 +8,10 @@ Slack delivers events at least once and sometimes twice (retries, ``app_mention`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
 from brandvoice.store.audit import record_audit
@@ -29,7 +29,7 @@ from brandvoice.store.models import (
     ExampleStatus,
     FeedbackVote,
     Interaction,
-    Setting,
+    ProcessedEvent,
     VoteKind,
     utcnow,
 )
@@ -37,29 +37,34 @@ from brandvoice.store.redact import Redactor
 
 UP_REACTIONS = frozenset({"+1", "thumbsup"})
 DOWN_REACTIONS = frozenset({"-1", "thumbsdown"})
-CLAIM_PREFIX = "event-claim:"
-"""Key prefix of processed-event claims, kept in the ``setting`` table until a table of their own."""
+EVENT_RETENTION = timedelta(hours=1)
+"""How long a processed event is remembered: Slack retries within minutes."""
 
 
 # --- processed events --------------------------------------------------------------------------
 
 
-def claim_event(session: Session, key: str) -> bool:
-    """True the first time ``key`` is claimed, in any process; False for every later delivery."""
+def claim_event(
+    session: Session, key: str, *, now: datetime | None = None, keep: timedelta = EVENT_RETENTION
+) -> bool:
+    """True the first time ``key`` is claimed, in any process; False for every later delivery.
+
+    Claims older than ``keep`` are dropped on the way (one indexed range delete), so the table
+    holds about an hour of events without a separate cleanup job.
+    """
+    now = now or utcnow()
+    prune_processed_events(session, before=now - keep)
     statement = (
-        insert_skipping_conflicts(session, Setting, ["key"])
-        .values(key=CLAIM_PREFIX + key, value=None, updated_by="slack", updated_at=utcnow())
-        .returning(Setting.key)
+        insert_skipping_conflicts(session, ProcessedEvent.__table__, ["key"])
+        .values(key=key, created_at=now)
+        .returning(ProcessedEvent.__table__.c.key)  # type: ignore[attr-defined]
     )
     return session.exec(statement).first() is not None  # type: ignore[call-overload]
 
 
-def prune_event_claims(session: Session, older_than: timedelta = timedelta(days=2)) -> int:
-    """Forget claims older than Slack's retry window; returns how many were removed."""
-    cutoff = utcnow() - older_than
-    statement = delete(Setting).where(
-        col(Setting.key).startswith(CLAIM_PREFIX), col(Setting.updated_at) < cutoff
-    )
+def prune_processed_events(session: Session, before: datetime) -> int:
+    """Forget events claimed before ``before``; returns how many were removed."""
+    statement = delete(ProcessedEvent).where(col(ProcessedEvent.created_at) < before)
     return session.exec(statement).rowcount  # type: ignore[call-overload]
 
 
@@ -133,13 +138,16 @@ def record_vote(
     reaction: str,
     kind: VoteKind,
     event_id: str | None = None,
+    at: datetime | None = None,
 ) -> bool:
-    """Count a reaction; True only when it changed the tally.
+    """Count a reaction added at ``at`` (Slack's event time); True only when it changed the tally.
 
-    A retried event (same ``event_id``) and a second delivery of the same reaction are no-ops;
-    a reaction removed and added again counts again.
+    A retried event (same ``event_id``) and a second delivery of the same reaction are no-ops; a
+    reaction removed and added again counts again; a reaction older than a removal already
+    applied (Slack delivered them out of order) changes nothing.
     """
     now = utcnow()
+    at = at or now
     votes = FeedbackVote.__table__  # the table, not the entity: skips the ORM's bulk-insert path
     inserted = session.exec(
         insert_skipping_conflicts(session, votes)  # type: ignore[call-overload]
@@ -150,6 +158,7 @@ def record_vote(
             reaction=reaction,
             event_id=event_id,
             created_at=now,
+            event_at=at,
         )
         .returning(votes.c.id)
     ).first()
@@ -159,32 +168,80 @@ def record_vote(
         seen = select(FeedbackVote.id).where(FeedbackVote.event_id == event_id)
         if session.exec(seen).first() is not None:
             return False
+    same_vote = _same_vote(interaction_id, user, reaction) + [_older_than(at)]
     restored = session.exec(
         update(FeedbackVote)  # type: ignore[call-overload]
-        .where(
-            FeedbackVote.interaction_id == interaction_id,
-            FeedbackVote.user == user,
-            FeedbackVote.reaction == reaction,
-            col(FeedbackVote.retracted_at).is_not(None),
-        )
-        .values(retracted_at=None, event_id=event_id, kind=kind.value, created_at=now)
+        .where(*same_vote, col(FeedbackVote.retracted_at).is_not(None))
+        .values(retracted_at=None, event_id=event_id, kind=kind.value, created_at=now, event_at=at)
     )
-    return restored.rowcount == 1
+    if restored.rowcount == 1:
+        return True
+    # Still counted: remember this later add, so a removal older than it cannot retract it.
+    session.exec(update(FeedbackVote).where(*same_vote).values(event_at=at))  # type: ignore[call-overload]
+    return False
 
 
-def retract_vote(session: Session, *, interaction_id: int, user: str, reaction: str) -> bool:
-    """Withdraw a reaction (``reaction_removed``); True when a counted vote was withdrawn."""
+def retract_vote(
+    session: Session,
+    *,
+    interaction_id: int,
+    user: str,
+    reaction: str,
+    kind: VoteKind | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Withdraw a reaction removed at ``at`` (``reaction_removed``); True when a counted vote was
+    withdrawn.
+
+    A removal that arrives before its reaction leaves a tombstone (a withdrawn vote with the
+    removal's time), so the late reaction, being older, is not counted.
+    """
+    now = utcnow()
+    at = at or now
+    same_vote = _same_vote(interaction_id, user, reaction) + [_older_than(at)]
     result = session.exec(
         update(FeedbackVote)  # type: ignore[call-overload]
-        .where(
-            FeedbackVote.interaction_id == interaction_id,
-            FeedbackVote.user == user,
-            FeedbackVote.reaction == reaction,
-            col(FeedbackVote.retracted_at).is_(None),
-        )
-        .values(retracted_at=utcnow())
+        .where(*same_vote, col(FeedbackVote.retracted_at).is_(None))
+        .values(retracted_at=now, event_at=at)
     )
-    return result.rowcount == 1
+    if result.rowcount == 1:
+        return True
+    if kind is not None:
+        votes = FeedbackVote.__table__
+        tombstone = session.exec(
+            insert_skipping_conflicts(session, votes)  # type: ignore[call-overload]
+            .values(
+                interaction_id=interaction_id,
+                kind=kind.value,
+                user=user,
+                reaction=reaction,
+                created_at=now,
+                retracted_at=now,
+                event_at=at,
+            )
+            .returning(votes.c.id)
+        ).first()
+        if tombstone is not None:
+            return False
+    session.exec(  # already withdrawn: keep the latest removal's time
+        update(FeedbackVote)  # type: ignore[call-overload]
+        .where(*same_vote, col(FeedbackVote.retracted_at).is_not(None))
+        .values(event_at=at)
+    )
+    return False
+
+
+def _same_vote(interaction_id: int, user: str, reaction: str) -> list[Any]:
+    return [
+        FeedbackVote.interaction_id == interaction_id,
+        FeedbackVote.user == user,
+        FeedbackVote.reaction == reaction,
+    ]
+
+
+def _older_than(at: datetime) -> Any:
+    """The vote's last applied add or removal happened before ``at`` (or predates event times)."""
+    return or_(col(FeedbackVote.event_at).is_(None), col(FeedbackVote.event_at) < at)
 
 
 @dataclass(frozen=True)

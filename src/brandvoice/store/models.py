@@ -112,6 +112,10 @@ class FeedbackVote(SQLModel, table=True):
     event_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     retracted_at: datetime | None = None
+    """Set on a withdrawn vote, and on a removal that arrived before its reaction (a tombstone)."""
+    event_at: datetime | None = None
+    """Slack's time of the latest reaction or removal applied; an older one arriving later is
+    ignored, so the order Slack delivers them in does not matter."""
 
 
 class Example(SQLModel, table=True):
@@ -229,6 +233,13 @@ class AuditLog(SQLModel, table=True):
     action: str = Field(index=True)
     target: str | None = None
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """A Slack event (or the work it triggers) already handled, kept while Slack may retry it."""
+
+    key: str = Field(primary_key=True)
     created_at: datetime = Field(default_factory=utcnow, index=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session
@@ -12,6 +13,7 @@ from sqlmodel import Session
 from brandvoice.bot.slack.client import add_reaction, post_ephemeral
 from brandvoice.bot.slack.deps import SlackDeps
 from brandvoice.store.feedback import (
+    claim_event,
     collect_if_approved,
     find_interaction,
     normalize_reaction,
@@ -19,7 +21,7 @@ from brandvoice.store.feedback import (
     retract_vote,
     vote_kind,
 )
-from brandvoice.store.models import VoteKind
+from brandvoice.store.models import VoteKind, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,13 @@ class Reaction:
     """Normalized: skin tone stripped, ``thumbsup`` folded into ``+1``."""
     kind: VoteKind
     event_id: str | None
+    at: datetime
+    """When the reaction was added or removed, by Slack's clock (``event_ts``)."""
+
+    @property
+    def claim_key(self) -> str:
+        """Names this delivery: Slack's retries repeat the event id."""
+        return self.event_id or f"{self.channel}:{self.message_ts}:{self.user}:{self.at.timestamp()}"
 
 
 def parse_reaction_event(
@@ -42,11 +51,22 @@ def parse_reaction_event(
     item = event.get("item") or {}
     if item.get("type") != "message" or not event.get("user"):
         return None
+    if not item.get("channel") or not item.get("ts"):
+        return None
     reaction = normalize_reaction(event.get("reaction") or "")
     kind = vote_kind(reaction, approval_reaction)
     if kind is None:
         return None
-    return Reaction(item["channel"], item["ts"], event["user"], reaction, kind, event_id)
+    at = event_time(event.get("event_ts"))
+    return Reaction(item["channel"], item["ts"], event["user"], reaction, kind, event_id, at)
+
+
+def event_time(event_ts: str | None) -> datetime:
+    """Slack's ``event_ts`` (``"1700000000.000200"``) as a UTC time; now when absent or garbled."""
+    try:
+        return datetime.fromtimestamp(float(event_ts or ""), UTC)
+    except (ValueError, OverflowError, OSError):
+        return utcnow()
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,7 @@ class VoteOutcome:
     """False when the reaction is on a message the bot did not write as a reply."""
     counted: bool = False
     refused: bool = False
+    """True when the refusal is to be told: only for the first delivery of the event."""
     example_id: int | None = None
 
 
@@ -67,7 +88,9 @@ def apply_vote(
         return VoteOutcome(on_reply=False)
     assert interaction.id is not None
     if vote.kind == VoteKind.APPROVE and not is_curator:
-        return VoteOutcome(on_reply=True, refused=True)
+        # Recorded before anyone is told, so Slack's retries of this event are refused silently.
+        first = claim_event(session, "refusal:" + vote.claim_key)
+        return VoteOutcome(on_reply=True, refused=first)
     counted = record_vote(
         session,
         interaction_id=interaction.id,
@@ -75,6 +98,7 @@ def apply_vote(
         reaction=vote.reaction,
         kind=vote.kind,
         event_id=vote.event_id,
+        at=vote.at,
     )
     example_id = None
     if counted and vote.kind != VoteKind.DOWN:
@@ -119,7 +143,12 @@ async def handle_reaction_removed(deps: SlackDeps, vote: Reaction) -> bool:
         if interaction is None or interaction.id is None:
             return False
         return retract_vote(
-            session, interaction_id=interaction.id, user=vote.user, reaction=vote.reaction
+            session,
+            interaction_id=interaction.id,
+            user=vote.user,
+            reaction=vote.reaction,
+            kind=vote.kind,
+            at=vote.at,
         )
 
     return await deps.in_session(retract)
