@@ -168,7 +168,7 @@ def record_vote(
         seen = select(FeedbackVote.id).where(FeedbackVote.event_id == event_id)
         if session.exec(seen).first() is not None:
             return False
-    same_vote = _same_vote(interaction_id, user, reaction) + [_older_than(at)]
+    same_vote = _same_vote_before(interaction_id, user, reaction, at)
     restored = session.exec(
         update(FeedbackVote)  # type: ignore[call-overload]
         .where(*same_vote, col(FeedbackVote.retracted_at).is_not(None))
@@ -198,7 +198,7 @@ def retract_vote(
     """
     now = utcnow()
     at = at or now
-    same_vote = _same_vote(interaction_id, user, reaction) + [_older_than(at)]
+    same_vote = _same_vote_before(interaction_id, user, reaction, at)
     result = session.exec(
         update(FeedbackVote)  # type: ignore[call-overload]
         .where(*same_vote, col(FeedbackVote.retracted_at).is_(None))
@@ -231,17 +231,14 @@ def retract_vote(
     return False
 
 
-def _same_vote(interaction_id: int, user: str, reaction: str) -> list[Any]:
+def _same_vote_before(interaction_id: int, user: str, reaction: str, at: datetime) -> list[Any]:
+    """This user's reaction on this reply, last added or removed before ``at`` (or undated)."""
     return [
         FeedbackVote.interaction_id == interaction_id,
         FeedbackVote.user == user,
         FeedbackVote.reaction == reaction,
+        or_(col(FeedbackVote.event_at).is_(None), col(FeedbackVote.event_at) < at),
     ]
-
-
-def _older_than(at: datetime) -> Any:
-    """The vote's last applied add or removal happened before ``at`` (or predates event times)."""
-    return or_(col(FeedbackVote.event_at).is_(None), col(FeedbackVote.event_at) < at)
 
 
 @dataclass(frozen=True)

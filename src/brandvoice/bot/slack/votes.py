@@ -41,7 +41,9 @@ class Reaction:
     @property
     def claim_key(self) -> str:
         """Names this delivery: Slack's retries repeat the event id."""
-        return self.event_id or f"{self.channel}:{self.message_ts}:{self.user}:{self.at.timestamp()}"
+        return (
+            self.event_id or f"{self.channel}:{self.message_ts}:{self.user}:{self.at.timestamp()}"
+        )
 
 
 def parse_reaction_event(

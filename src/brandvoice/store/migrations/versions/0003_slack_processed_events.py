@@ -44,7 +44,9 @@ def upgrade() -> None:
             f"SELECT substr(key, {start}), updated_at FROM setting WHERE key LIKE :prefix"
         ).bindparams(prefix=CLAIM_PREFIX + "%")
     )
-    op.execute(sa.text("DELETE FROM setting WHERE key LIKE :prefix").bindparams(prefix=CLAIM_PREFIX + "%"))
+    op.execute(
+        sa.text("DELETE FROM setting WHERE key LIKE :prefix").bindparams(prefix=CLAIM_PREFIX + "%")
+    )
 
 
 def downgrade() -> None:
