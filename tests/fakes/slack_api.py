@@ -67,10 +67,22 @@ class Scripted:
 
 
 class FakeSlackAPI:
-    """``with FakeSlackAPI() as slack:`` then point ``base_url`` at ``slack.api_url``."""
+    """``with FakeSlackAPI() as slack:`` then point ``base_url`` at ``slack.api_url``.
 
-    def __init__(self, bot_user_id: str = "U0BOT", bot_id: str = "B0BOT", team_id: str = "T1"):
+    The bot token belongs to workspace ``team_id`` of app ``app_id``; an org-wide install has an
+    ``enterprise_id`` and no ``team_id``.
+    """
+
+    def __init__(
+        self,
+        bot_user_id: str = "U0BOT",
+        bot_id: str = "B0BOT",
+        team_id: str | None = "T1",
+        app_id: str = "A1",
+        enterprise_id: str | None = None,
+    ):
         self.bot_user_id, self.bot_id, self.team_id = bot_user_id, bot_id, team_id
+        self.app_id, self.enterprise_id = app_id, enterprise_id
         self.calls: list[SlackCall] = []
         self.not_in_channels: set[str] = set()
         self.usergroups: dict[str, list[str]] = {}
@@ -168,7 +180,7 @@ class FakeSlackAPI:
         return 200, handler(body), {}
 
     def _auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {
+        answer = {
             "ok": True,
             "url": "https://brandvoice-test.slack.com/",
             "team": "Test",
@@ -176,8 +188,12 @@ class FakeSlackAPI:
             "team_id": self.team_id,
             "user_id": self.bot_user_id,
             "bot_id": self.bot_id,
-            "is_enterprise_install": False,
+            "app_id": self.app_id,
+            "is_enterprise_install": self.team_id is None and self.enterprise_id is not None,
         }
+        if self.enterprise_id is not None:
+            answer["enterprise_id"] = self.enterprise_id
+        return answer
 
     def _message_error(self, body: dict[str, Any]) -> str | None:
         if body.get("channel") in self.not_in_channels:

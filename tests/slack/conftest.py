@@ -33,6 +33,7 @@ from tests.fakes.slack_api import FakeSlackAPI
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TEAM = "T1"
+APP = "A1"
 BOT = "U0BOT"
 CURATOR = "U0CURATOR"
 GROUP = "S0CURATORS"
@@ -100,6 +101,57 @@ def sign(body: bytes, timestamp: str, secret: str = SECRET) -> str:
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
+def message_button(message: dict[str, Any], action_id: str) -> tuple[str, dict[str, Any]]:
+    """The block id and the button ``action_id`` in a message's actions blocks."""
+    for block in message["blocks"]:
+        for element in block.get("elements", ()) if block["type"] == "actions" else ():
+            if element.get("action_id") == action_id:
+                return block["block_id"], element
+    raise AssertionError(f"no {action_id!r} button in the message")
+
+
+def block_actions(
+    slack: SlackHarness,
+    user: str,
+    channel: str,
+    message: dict[str, Any],
+    action_id: str,
+    *,
+    team_id: str = TEAM,
+    app_id: str = APP,
+) -> dict[str, Any]:
+    """What Slack sends when ``user`` clicks the ``action_id`` button of ``message`` in ``channel``."""
+    block_id, button = message_button(message, action_id)
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team_id},
+        "api_app_id": app_id,
+        "token": "legacy-verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": message["ts"],
+            "channel_id": channel,
+            "is_ephemeral": False,
+        },
+        "trigger_id": f"{next(slack._ids)}.4444.abc",
+        "team": {"id": team_id, "domain": "acme"},
+        "channel": {"id": channel, "name": channel.lower()},
+        "message": message,
+        "response_url": slack.api.response_url(f"click{next(slack._ids)}"),
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": block_id,
+                "text": button["text"],
+                "value": button["value"],
+                "style": button.get("style"),
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
 def _started_by_bolt(task: asyncio.Task[Any]) -> bool:
     code = getattr(task.get_coro(), "cr_code", None)
     return code is not None and "slack_bolt" in code.co_filename
@@ -135,28 +187,50 @@ class SlackHarness:
         }
         return await self.http.post("/slack/events", content=body, headers=sent)
 
-    def envelope(self, event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    def envelope(
+        self,
+        event: dict[str, Any],
+        event_id: str | None = None,
+        *,
+        team_id: str | None = TEAM,
+        app_id: str = APP,
+        enterprise_id: str | None = None,
+        org_install: bool = False,
+    ) -> dict[str, Any]:
+        """An ``event_callback`` as Slack wraps it for the installation it is delivered to."""
+        authorization = {
+            "enterprise_id": enterprise_id,
+            "team_id": None if org_install else team_id,
+            "user_id": BOT,
+            "is_bot": True,
+            "is_enterprise_install": org_install,
+        }
         return {
             "token": "legacy-verification-token",
-            "team_id": TEAM,
-            "api_app_id": "A1",
+            "team_id": team_id,
+            "enterprise_id": enterprise_id,
+            "api_app_id": app_id,
             "event": event,
             "type": "event_callback",
             "event_id": event_id or f"Ev{next(self._ids):08d}",
             "event_time": int(time.time()),
-            "authorizations": [
-                {"team_id": TEAM, "user_id": BOT, "is_bot": True, "is_enterprise_install": False}
-            ],
+            "authorizations": [authorization],
             "is_ext_shared_channel": False,
         }
 
     async def event(
-        self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+        **installation: Any,
     ) -> httpx.Response:
+        """Deliver ``event``; ``installation`` overrides whose it is (see :meth:`envelope`)."""
         headers = {}
         if retry_num is not None:
             headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
-        body = json.dumps(self.envelope(event, event_id)).encode()
+        body = json.dumps(self.envelope(event, event_id, **installation)).encode()
         return await self.post(body, "application/json", headers=headers)
 
     async def mention(
@@ -203,11 +277,11 @@ class SlackHarness:
         return response
 
     async def command(
-        self, text: str, *, user: str = ALICE, channel: str = CHANNEL
+        self, text: str, *, user: str = ALICE, channel: str = CHANNEL, team_id: str = TEAM
     ) -> httpx.Response:
         form = {
             "token": "legacy-verification-token",
-            "team_id": TEAM,
+            "team_id": team_id,
             "team_domain": "acme",
             "channel_id": channel,
             "channel_name": "general",
@@ -215,7 +289,7 @@ class SlackHarness:
             "user_name": user.lower(),
             "command": "/brandvoice",
             "text": text,
-            "api_app_id": "A1",
+            "api_app_id": APP,
             "is_enterprise_install": "false",
             "response_url": self.api.response_url(f"cmd{next(self._ids)}"),
             "trigger_id": f"{next(self._ids)}.1.abc",

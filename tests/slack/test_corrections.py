@@ -10,7 +10,17 @@ from sqlmodel import select
 
 from brandvoice.store.db import session_scope
 from brandvoice.store.models import Example, ExampleSource
-from tests.slack.conftest import ALICE, BOB, BOT, CHANNEL, CURATION, CURATOR, TEAM
+from tests.slack.conftest import (
+    ALICE,
+    BOB,
+    BOT,
+    CHANNEL,
+    CURATION,
+    CURATOR,
+    TEAM,
+    block_actions,
+    message_button,
+)
 
 pytestmark = pytest.mark.anyio
 CORRECTED = "Hey there! We're open 9 to 5, Monday to Friday. Cheers, Acme"
@@ -55,37 +65,6 @@ def submission_payload(user: str, view: dict[str, Any], value: str) -> dict[str,
         },
         "response_urls": [],
         "is_enterprise_install": False,
-    }
-
-
-def click_payload(slack, user: str, channel: str, message: dict[str, Any], action: dict) -> dict:
-    return {
-        "type": "block_actions",
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM},
-        "api_app_id": "A1",
-        "token": "legacy-verification-token",
-        "container": {
-            "type": "message",
-            "message_ts": message["ts"],
-            "channel_id": channel,
-            "is_ephemeral": False,
-        },
-        "trigger_id": "3333.4444.abc",
-        "team": {"id": TEAM, "domain": "acme"},
-        "channel": {"id": channel, "name": "curation"},
-        "message": message,
-        "response_url": slack.api.response_url("click"),
-        "actions": [
-            {
-                "action_id": action["action_id"],
-                "block_id": "correction_actions",
-                "text": action["text"],
-                "value": action["value"],
-                "style": action.get("style"),
-                "type": "button",
-                "action_ts": "1700000700.000001",
-            }
-        ],
     }
 
 
@@ -173,11 +152,6 @@ async def review_card(slack) -> dict[str, Any]:
     }
 
 
-def card_button(card: dict[str, Any], action_id: str) -> dict[str, Any]:
-    [actions] = [b for b in card["blocks"] if b["type"] == "actions"]
-    return next(e for e in actions["elements"] if e["action_id"] == action_id)
-
-
 async def test_a_correction_from_anyone_else_waits_for_a_curator(slack, engine):
     view = await open_modal(slack, user=ALICE)
     await slack.interact(submission_payload(ALICE, view, CORRECTED))
@@ -185,20 +159,20 @@ async def test_a_correction_from_anyone_else_waits_for_a_curator(slack, engine):
     [example] = examples(engine)
     assert example.status == "pending" and example.approvers == []
     card = await review_card(slack)
-    approve = card_button(card, "correction_approve")
+    _, approve = message_button(card, "correction_approve")
     assert approve["value"] == str(example.id) and approve["style"] == "primary"
-    assert card_button(card, "correction_reject")["style"] == "danger"
+    assert message_button(card, "correction_reject")[1]["style"] == "danger"
     assert CORRECTED in json.dumps(card["blocks"])
     assert f"<#{CURATION}>" in slack.ephemerals(ALICE)[-1]
 
     # Someone who is not a curator cannot approve it.
-    await slack.interact(click_payload(slack, BOB, CURATION, card, approve))
+    await slack.interact(block_actions(slack, BOB, CURATION, card, "correction_approve"))
     assert "Only curators can approve" in slack.ephemerals(BOB)[-1]
     assert examples(engine)[0].status == "pending"
     assert not [c for c in slack.api.calls_to("chat.update") if c.body["channel"] == CURATION]
 
     # A curator can; the card then says who did it.
-    await slack.interact(click_payload(slack, CURATOR, CURATION, card, approve))
+    await slack.interact(block_actions(slack, CURATOR, CURATION, card, "correction_approve"))
     [example] = examples(engine)
     assert example.status == "approved" and example.approvers == [CURATOR]
     update = slack.api.calls_to("chat.update")[-1].body
@@ -211,8 +185,7 @@ async def test_a_correction_from_anyone_else_waits_for_a_curator(slack, engine):
 
     # A second click (a stale card) changes nothing.
     updates = len(slack.api.calls_to("chat.update"))
-    reject = card_button(card, "correction_reject")
-    await slack.interact(click_payload(slack, CURATOR, CURATION, card, reject))
+    await slack.interact(block_actions(slack, CURATOR, CURATION, card, "correction_reject"))
     assert examples(engine)[0].status == "approved"
     assert len(slack.api.calls_to("chat.update")) == updates
     assert "already approved" in slack.ephemerals(CURATOR)[-1]
@@ -222,7 +195,5 @@ async def test_a_curator_can_reject_a_pending_correction(slack, engine):
     view = await open_modal(slack, user=ALICE)
     await slack.interact(submission_payload(ALICE, view, CORRECTED))
     card = await review_card(slack)
-    await slack.interact(
-        click_payload(slack, CURATOR, CURATION, card, card_button(card, "correction_reject"))
-    )
+    await slack.interact(block_actions(slack, CURATOR, CURATION, card, "correction_reject"))
     assert examples(engine)[0].status == "rejected"

@@ -15,7 +15,7 @@ from brandvoice.store.db import session_scope
 from brandvoice.store.models import ModelVersion, RunStatus, TrainingRun, VersionStatus
 from brandvoice.trainer.registry import get_version, promote_version, register_candidate
 from tests.eval_reports import make_report
-from tests.slack.conftest import ALICE, CURATOR, REPORTS, TEAM
+from tests.slack.conftest import ALICE, CURATOR, REPORTS, block_actions
 
 pytestmark = pytest.mark.anyio
 
@@ -107,44 +107,6 @@ async def test_posting_a_report_and_what_happens_without_a_channel(slack_api, ca
     assert "/invite @brandvoice" in caplog.text
 
 
-def click(slack, user: str, message: dict[str, Any], action_id: str, value: str) -> dict[str, Any]:
-    [button] = [
-        e
-        for b in message["blocks"]
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["action_id"] == action_id
-    ]
-    return {
-        "type": "block_actions",
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM},
-        "api_app_id": "A1",
-        "token": "legacy-verification-token",
-        "container": {
-            "type": "message",
-            "message_ts": message["ts"],
-            "channel_id": REPORTS,
-            "is_ephemeral": False,
-        },
-        "trigger_id": "4444.5555.abc",
-        "team": {"id": TEAM, "domain": "acme"},
-        "channel": {"id": REPORTS, "name": "brandvoice-reports"},
-        "message": message,
-        "response_url": slack.api.response_url("report"),
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": f"report_actions:{value}",
-                "text": button["text"],
-                "value": button["value"],
-                "style": button["style"],
-                "type": "button",
-                "action_ts": "1700000800.000001",
-            }
-        ],
-    }
-
-
 async def posted_report(slack, engine, settings) -> dict[str, Any]:
     """v1 in production, candidate v2 with a succeeded run, and its report posted."""
     with session_scope(engine) as session:
@@ -168,12 +130,14 @@ def statuses(engine) -> dict[str, str]:
 
 async def test_a_curators_promote_click_promotes_and_updates_the_report(slack, engine, settings):
     message = await posted_report(slack, engine, settings)
-    await slack.interact(click(slack, ALICE, message, "report_promote", "v2"))
+    await slack.interact(block_actions(slack, ALICE, REPORTS, message, "report_promote"))
     assert "Only curators can promote" in slack.ephemerals(ALICE)[-1]
     assert statuses(engine) == {"v1": "promoted", "v2": "candidate"}
     assert slack.api.calls_to("chat.update") == []
 
-    response = await slack.interact(click(slack, CURATOR, message, "report_promote", "v2"))
+    response = await slack.interact(
+        block_actions(slack, CURATOR, REPORTS, message, "report_promote")
+    )
     assert response.status_code == 200
     assert statuses(engine) == {"v1": "retired", "v2": "promoted"}
     with session_scope(engine) as session:
@@ -186,19 +150,19 @@ async def test_a_curators_promote_click_promotes_and_updates_the_report(slack, e
     assert note.startswith(f"✅ <@{CURATOR}> promoted *v2* · <!date^")
 
     # A second click (from a client still showing the buttons) changes nothing.
-    await slack.interact(click(slack, CURATOR, message, "report_promote", "v2"))
+    await slack.interact(block_actions(slack, CURATOR, REPORTS, message, "report_promote"))
     assert statuses(engine) == {"v1": "retired", "v2": "promoted"}
     assert len(slack.api.calls_to("chat.update")) == 1
     assert "already promoted" in slack.ephemerals(CURATOR)[-1]
 
     # Discarding what is in production is refused by the registry, with its reason.
-    await slack.interact(click(slack, CURATOR, message, "report_discard", "v2"))
+    await slack.interact(block_actions(slack, CURATOR, REPORTS, message, "report_discard"))
     assert "Cannot discard v2: v2 is in production" in slack.ephemerals(CURATOR)[-1]
 
 
 async def test_a_discard_click_discards_the_candidate(slack, engine, settings):
     message = await posted_report(slack, engine, settings)
-    await slack.interact(click(slack, CURATOR, message, "report_discard", "v2"))
+    await slack.interact(block_actions(slack, CURATOR, REPORTS, message, "report_discard"))
     with session_scope(engine) as session:
         assert get_version(session, "v2").status == VersionStatus.DISCARDED
     [update] = slack.api.calls_to("chat.update")

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(
         "https://slack.com/api/", description="Slack Web API base URL (tests point it at loopback)."
     )
+    slack_org_install: bool = Field(
+        False,
+        description="Serve every workspace of the Enterprise Grid org the bot is installed in "
+        "(an org-wide install); otherwise requests from other workspaces are refused.",
+    )
     report_channel: str | None = Field(None, description="Channel for training reports.")
     curation_channel: str | None = Field(None, description="Channel for pending corrections.")
     curators: str = Field("", description="Comma-separated Slack user ids allowed to curate.")

@@ -6,15 +6,18 @@ HTTP mode serves it from the web app at ``/slack/events`` (signatures verified);
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Awaitable, Callable
 
+from slack_bolt import BoltResponse
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 
 from brandvoice.bot.settings import Settings
-from brandvoice.bot.slack.auth import CuratorAuth
+from brandvoice.bot.slack.auth import CuratorAuth, InstallationGuard
 from brandvoice.bot.slack.client import make_client
 from brandvoice.bot.slack.deps import ChatProvider, SlackDeps
 from brandvoice.bot.slack.listeners import register_listeners
@@ -62,8 +65,41 @@ def build_slack_app(deps: SlackDeps) -> AsyncApp:
         name="brandvoice",
         logger=logging.getLogger("brandvoice.bot.slack.bolt"),
     )
+    app.use(
+        installation_check(InstallationGuard(deps.client, org_install=settings.slack_org_install))
+    )
     register_listeners(app, deps)
     return app
+
+
+def installation_check(guard: InstallationGuard) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """A Bolt middleware that drops requests meant for another workspace, org or app.
+
+    A refused event is still acknowledged with 200: Slack retries anything else, and disables an
+    app's event subscriptions when too many deliveries fail. Commands and clicks get 403.
+    """
+
+    async def only_this_installation(
+        req: AsyncBoltRequest, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse | None:
+        reason = await guard.refusal(
+            team_id=req.context.team_id,
+            enterprise_id=req.context.enterprise_id,
+            app_id=req.body.get("api_app_id"),
+        )
+        if reason is None:
+            return await next()
+        kind = req.body.get("type") or ("command" if req.body.get("command") else "request")
+        log.warning("refused a Slack %s: %s", kind, reason)
+        if kind == "event_callback":
+            return BoltResponse(status=200, body="")
+        return BoltResponse(
+            status=403,
+            body=json.dumps({"error": f"this bot does not serve this request: {reason}"}),
+            headers={"content-type": "application/json"},
+        )
+
+    return only_this_installation
 
 
 def create_slack_app(
