@@ -15,19 +15,19 @@ from brandvoice.bot.slack.client import make_client
 from brandvoice.bot.slack.replies import question_from_event
 from brandvoice.store.db import alembic_config, make_engine, session_scope, upgrade
 from brandvoice.store.examples import NewExample, add_examples
-from brandvoice.store.feedback import (
+from brandvoice.store.feedback import claim_event, collect_if_approved, record_interaction
+from brandvoice.store.models import Example, ExampleSource, ProcessedEvent, Setting, VoteKind
+from brandvoice.store.votes import (
+    NewVote,
     VoteTally,
     approval_decision,
-    claim_event,
-    collect_if_approved,
     normalize_reaction,
-    record_interaction,
     record_vote,
+    record_votes,
     retract_vote,
     vote_kind,
     vote_tally,
 )
-from brandvoice.store.models import Example, ExampleSource, ProcessedEvent, Setting, VoteKind
 
 PROMPT = [{"role": "system", "content": "Be Acme."}, {"role": "user", "content": "Hi"}]
 
@@ -69,6 +69,53 @@ def test_a_vote_counts_once_and_again_after_a_retraction(engine):
         assert vote_tally(session, interaction_id).up == []
         assert record_vote(session, **vote, event_id="E3")
         assert vote_tally(session, interaction_id).up == ["U1"]
+
+
+def test_a_batch_of_votes_counts_exactly_what_one_by_one_would(engine):
+    t = [datetime(2026, 11, 30, 8, 0, second, tzinfo=UTC) for second in range(10)]
+    with session_scope(engine) as session:
+        first, second = make_interaction(session, "1.1").id, make_interaction(session, "1.2").id
+        record_vote(
+            session,
+            interaction_id=first,
+            user="U9",
+            reaction="+1",
+            kind=VoteKind.UP,
+            event_id="E0",
+            at=t[0],
+        )
+        retract_vote(session, interaction_id=first, user="U9", reaction="+1", at=t[1])
+        retract_vote(
+            session, interaction_id=second, user="U8", reaction="+1", kind=VoteKind.UP, at=t[5]
+        )  # a removal ahead of its reaction
+
+    def vote(ts, user, event_id, at, reaction="+1"):
+        kind = vote_kind(reaction, "white_check_mark")
+        return NewVote("C1", ts, user, reaction, kind, event_id, at)
+
+    batch = [
+        vote("1.1", "U1", "E1", t[2]),  # new: counts
+        vote("1.1", "U1", "E1", t[2]),  # Slack's retry in the same batch
+        vote("1.1", "U2", "E2", t[2], "-1"),  # new thumbs-down: counts
+        vote("1.1", "U9", "E3", t[3]),  # re-added after its removal: counts again
+        vote("1.2", "U8", "E4", t[4]),  # older than the removal already applied: ignored
+        vote("9.9", "U1", "E5", t[2]),  # not a reply
+        vote("1.2", "U1", "E0", t[2]),  # an event id already stored
+    ]
+    with session_scope(engine) as session:
+        results = record_votes(session, batch)
+    assert [(r.interaction_id, r.counted) for r in results] == [
+        (first, True),
+        (first, False),
+        (first, True),
+        (first, True),
+        (second, False),
+        (None, False),
+        (second, False),
+    ]
+    with session_scope(engine) as session:
+        assert vote_tally(session, first) == VoteTally(up=["U1", "U9"], down=["U2"])
+        assert vote_tally(session, second) == VoteTally()
 
 
 def test_approval_by_curator_beats_quorum():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from sqlmodel import select
 
@@ -178,3 +181,30 @@ async def test_a_curators_approval_removed_before_it_arrives_approves_nothing(sl
     await slack.react("white_check_mark", reply_ts, user=CURATOR, event_ts="1700000100.000100")
     assert examples(engine) == []
     assert collected_marks(slack) == []
+
+
+async def test_a_burst_of_reactions_and_retries_is_counted_exactly_once(slack, engine):
+    first, second = await ask(slack, "first"), await ask(slack, "second")
+    users = [f"U0FAN{n:03d}" for n in range(40)]
+    sends = [
+        slack.event(
+            {
+                "type": "reaction_added",
+                "user": user,
+                "reaction": "+1",
+                "item": {"type": "message", "channel": CHANNEL, "ts": ts},
+                "event_ts": f"{time.time():.6f}",
+            },
+            event_id=f"Ev0BURST{ts[-10:]}{user}",
+            retry_num=retry,
+        )
+        for user in users
+        for ts in (first, second)
+        for retry in (None, 1)
+    ]
+    responses = await asyncio.gather(*sends)
+    await slack.settle()
+    assert {r.status_code for r in responses} == {200}
+    assert len(votes(engine)) == 80
+    assert len(examples(engine)) == 2
+    assert len(collected_marks(slack)) == 2

@@ -7,11 +7,11 @@ Slack delivers events at least once and sometimes twice (retries, ``app_mention`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from brandvoice.store.audit import record_audit
@@ -27,16 +27,13 @@ from brandvoice.store.models import (
     Example,
     ExampleSource,
     ExampleStatus,
-    FeedbackVote,
     Interaction,
     ProcessedEvent,
-    VoteKind,
     utcnow,
 )
 from brandvoice.store.redact import Redactor
+from brandvoice.store.votes import approval_decision, vote_tallies, vote_tally
 
-UP_REACTIONS = frozenset({"+1", "thumbsup"})
-DOWN_REACTIONS = frozenset({"-1", "thumbsdown"})
 EVENT_RETENTION = timedelta(hours=1)
 """How long a processed event is remembered: Slack retries within minutes."""
 
@@ -106,187 +103,6 @@ def find_interaction(session: Session, channel: str, message_ts: str) -> Interac
     return session.exec(query).first()
 
 
-# --- votes -------------------------------------------------------------------------------------
-
-
-def normalize_reaction(name: str) -> str:
-    """``thumbsup::skin-tone-3`` -> ``+1``: skin tones stripped, aliases folded."""
-    base = name.split("::", 1)[0]
-    if base in UP_REACTIONS:
-        return "+1"
-    if base in DOWN_REACTIONS:
-        return "-1"
-    return base
-
-
-def vote_kind(reaction: str, approval_reaction: str) -> VoteKind | None:
-    """What a (normalized) reaction means, or None when it is not a vote."""
-    if reaction == normalize_reaction(approval_reaction):
-        return VoteKind.APPROVE
-    if reaction == "+1":
-        return VoteKind.UP
-    if reaction == "-1":
-        return VoteKind.DOWN
-    return None
-
-
-def record_vote(
-    session: Session,
-    *,
-    interaction_id: int,
-    user: str,
-    reaction: str,
-    kind: VoteKind,
-    event_id: str | None = None,
-    at: datetime | None = None,
-) -> bool:
-    """Count a reaction added at ``at`` (Slack's event time); True only when it changed the tally.
-
-    A retried event (same ``event_id``) and a second delivery of the same reaction are no-ops; a
-    reaction removed and added again counts again; a reaction older than a removal already
-    applied (Slack delivered them out of order) changes nothing.
-    """
-    now = utcnow()
-    at = at or now
-    votes = FeedbackVote.__table__  # the table, not the entity: skips the ORM's bulk-insert path
-    inserted = session.exec(
-        insert_skipping_conflicts(session, votes)  # type: ignore[call-overload]
-        .values(
-            interaction_id=interaction_id,
-            kind=kind.value,
-            user=user,
-            reaction=reaction,
-            event_id=event_id,
-            created_at=now,
-            event_at=at,
-        )
-        .returning(votes.c.id)
-    ).first()
-    if inserted is not None:
-        return True
-    if event_id is not None:
-        seen = select(FeedbackVote.id).where(FeedbackVote.event_id == event_id)
-        if session.exec(seen).first() is not None:
-            return False
-    same_vote = _same_vote_before(interaction_id, user, reaction, at)
-    restored = session.exec(
-        update(FeedbackVote)  # type: ignore[call-overload]
-        .where(*same_vote, col(FeedbackVote.retracted_at).is_not(None))
-        .values(retracted_at=None, event_id=event_id, kind=kind.value, created_at=now, event_at=at)
-    )
-    if restored.rowcount == 1:
-        return True
-    # Still counted: remember this later add, so a removal older than it cannot retract it.
-    session.exec(update(FeedbackVote).where(*same_vote).values(event_at=at))  # type: ignore[call-overload]
-    return False
-
-
-def retract_vote(
-    session: Session,
-    *,
-    interaction_id: int,
-    user: str,
-    reaction: str,
-    kind: VoteKind | None = None,
-    at: datetime | None = None,
-) -> bool:
-    """Withdraw a reaction removed at ``at`` (``reaction_removed``); True when a counted vote was
-    withdrawn.
-
-    A removal that arrives before its reaction leaves a tombstone (a withdrawn vote with the
-    removal's time), so the late reaction, being older, is not counted.
-    """
-    now = utcnow()
-    at = at or now
-    same_vote = _same_vote_before(interaction_id, user, reaction, at)
-    result = session.exec(
-        update(FeedbackVote)  # type: ignore[call-overload]
-        .where(*same_vote, col(FeedbackVote.retracted_at).is_(None))
-        .values(retracted_at=now, event_at=at)
-    )
-    if result.rowcount == 1:
-        return True
-    if kind is not None:
-        votes = FeedbackVote.__table__
-        tombstone = session.exec(
-            insert_skipping_conflicts(session, votes)  # type: ignore[call-overload]
-            .values(
-                interaction_id=interaction_id,
-                kind=kind.value,
-                user=user,
-                reaction=reaction,
-                created_at=now,
-                retracted_at=now,
-                event_at=at,
-            )
-            .returning(votes.c.id)
-        ).first()
-        if tombstone is not None:
-            return False
-    session.exec(  # already withdrawn: keep the latest removal's time
-        update(FeedbackVote)  # type: ignore[call-overload]
-        .where(*same_vote, col(FeedbackVote.retracted_at).is_not(None))
-        .values(event_at=at)
-    )
-    return False
-
-
-def _same_vote_before(interaction_id: int, user: str, reaction: str, at: datetime) -> list[Any]:
-    """This user's reaction on this reply, last added or removed before ``at`` (or undated)."""
-    return [
-        FeedbackVote.interaction_id == interaction_id,
-        FeedbackVote.user == user,
-        FeedbackVote.reaction == reaction,
-        or_(col(FeedbackVote.event_at).is_(None), col(FeedbackVote.event_at) < at),
-    ]
-
-
-@dataclass(frozen=True)
-class VoteTally:
-    up: list[str] = field(default_factory=list)
-    """Distinct users with a counted thumbs-up, in vote order."""
-    down: list[str] = field(default_factory=list)
-    approvers: list[str] = field(default_factory=list)
-    """Curators who approved with the approval reaction."""
-
-
-def vote_tally(session: Session, interaction_id: int) -> VoteTally:
-    query = (
-        select(FeedbackVote.kind, FeedbackVote.user)
-        .where(
-            FeedbackVote.interaction_id == interaction_id,
-            col(FeedbackVote.retracted_at).is_(None),
-        )
-        .order_by(col(FeedbackVote.created_at), col(FeedbackVote.id))
-    )
-    by_kind: dict[str, list[str]] = {kind.value: [] for kind in VoteKind}
-    for kind, user in session.exec(query):
-        users = by_kind[str(kind)]
-        if user not in users:
-            users.append(user)
-    return VoteTally(
-        up=by_kind[VoteKind.UP.value],
-        down=by_kind[VoteKind.DOWN.value],
-        approvers=by_kind[VoteKind.APPROVE.value],
-    )
-
-
-@dataclass(frozen=True)
-class Approval:
-    by: str
-    """``curator`` or ``quorum``."""
-    approvers: list[str]
-
-
-def approval_decision(tally: VoteTally, quorum: int) -> Approval | None:
-    """A curator's approval wins; otherwise ``quorum`` distinct thumbs-ups approve."""
-    if tally.approvers:
-        return Approval("curator", list(tally.approvers))
-    if quorum > 0 and len(tally.up) >= quorum:
-        return Approval("quorum", list(tally.up))
-    return None
-
-
 # --- examples from interactions ----------------------------------------------------------------
 
 
@@ -346,6 +162,48 @@ def collect_if_approved(
         {"interaction_id": interaction.id, "by": decision.by, "approvers": decision.approvers},
     )
     return example_id
+
+
+def collect_approved_replies(
+    session: Session,
+    interaction_ids: set[int],
+    *,
+    quorum: int,
+    count_tokens: TokenCounter,
+    redactor: Redactor | None = None,
+    val_share: float = DEFAULT_VAL_SHARE,
+) -> dict[int, int]:
+    """Collect every reply among ``interaction_ids`` that is approved and not yet collected.
+
+    Two queries decide for all of them (the tallies, and which are collected already), so a batch
+    of votes on replies collected long ago costs no more. Returns {interaction id: example id}.
+    """
+    if not interaction_ids:
+        return {}
+    collected = session.exec(
+        select(Example.interaction_id).where(
+            col(Example.interaction_id).in_(sorted(interaction_ids)),
+            Example.source == ExampleSource.APPROVED_REPLY,
+        )
+    )
+    pending = interaction_ids - set(collected)
+    tallies = vote_tallies(session, pending)
+    approved = [i for i in sorted(pending) if approval_decision(tallies[i], quorum) is not None]
+    examples: dict[int, int] = {}
+    for interaction_id in approved:
+        interaction = session.get(Interaction, interaction_id)
+        assert interaction is not None
+        example_id = collect_if_approved(
+            session,
+            interaction,
+            quorum=quorum,
+            count_tokens=count_tokens,
+            redactor=redactor,
+            val_share=val_share,
+        )
+        if example_id is not None:
+            examples[interaction_id] = example_id
+    return examples
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
-"""Reactions on the bot's replies: votes, curator approval, quorum, retraction."""
+"""Reactions on the bot's replies: votes (written in batches), curator approval, quorum,
+retraction."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,16 +15,15 @@ from sqlmodel import Session
 
 from brandvoice.bot.slack.client import add_reaction, post_ephemeral
 from brandvoice.bot.slack.deps import SlackDeps
-from brandvoice.store.feedback import (
-    claim_event,
-    collect_if_approved,
-    find_interaction,
+from brandvoice.store.feedback import claim_event, collect_approved_replies, find_interaction
+from brandvoice.store.models import VoteKind, utcnow
+from brandvoice.store.votes import (
+    NewVote,
     normalize_reaction,
-    record_vote,
+    record_votes,
     retract_vote,
     vote_kind,
 )
-from brandvoice.store.models import VoteKind, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,17 @@ class Reaction:
     event_id: str | None
     at: datetime
     """When the reaction was added or removed, by Slack's clock (``event_ts``)."""
+
+    def as_new_vote(self) -> NewVote:
+        return NewVote(
+            self.channel,
+            self.message_ts,
+            self.user,
+            self.reaction,
+            self.kind,
+            self.event_id,
+            self.at,
+        )
 
     @property
     def claim_key(self) -> str:
@@ -81,44 +94,103 @@ class VoteOutcome:
     example_id: int | None = None
 
 
-def apply_vote(
-    session: Session, vote: Reaction, *, is_curator: bool, deps: SlackDeps
-) -> VoteOutcome:
-    """Count the vote and collect the reply if it is now approved, in one transaction."""
-    interaction = find_interaction(session, vote.channel, vote.message_ts)
-    if interaction is None:
+def refuse_approval(session: Session, vote: Reaction) -> VoteOutcome:
+    """A non-curator's approval: recorded before anyone is told, so Slack's retries stay silent."""
+    if find_interaction(session, vote.channel, vote.message_ts) is None:
         return VoteOutcome(on_reply=False)
-    assert interaction.id is not None
-    if vote.kind == VoteKind.APPROVE and not is_curator:
-        # Recorded before anyone is told, so Slack's retries of this event are refused silently.
-        first = claim_event(session, "refusal:" + vote.claim_key)
-        return VoteOutcome(on_reply=True, refused=first)
-    counted = record_vote(
+    first = claim_event(session, "refusal:" + vote.claim_key)
+    return VoteOutcome(on_reply=True, refused=first)
+
+
+def apply_votes(session: Session, votes: Sequence[Reaction], deps: SlackDeps) -> list[VoteOutcome]:
+    """Count the votes and collect every reply they approve, in one transaction."""
+    results = record_votes(session, [vote.as_new_vote() for vote in votes])
+    approving = {
+        result.interaction_id
+        for vote, result in zip(votes, results, strict=True)
+        if result.counted and result.interaction_id is not None and vote.kind != VoteKind.DOWN
+    }
+    collected = collect_approved_replies(
         session,
-        interaction_id=interaction.id,
-        user=vote.user,
-        reaction=vote.reaction,
-        kind=vote.kind,
-        event_id=vote.event_id,
-        at=vote.at,
+        approving,
+        quorum=deps.settings.approval_quorum,
+        count_tokens=deps.count_tokens,
+        redactor=deps.redactor,
+        val_share=deps.settings.val_share,
     )
-    example_id = None
-    if counted and vote.kind != VoteKind.DOWN:
-        example_id = collect_if_approved(
-            session,
-            interaction,
-            quorum=deps.settings.approval_quorum,
-            count_tokens=deps.count_tokens,
-            redactor=deps.redactor,
-            val_share=deps.settings.val_share,
-        )
-    return VoteOutcome(on_reply=True, counted=counted, example_id=example_id)
+    outcomes: list[VoteOutcome] = []
+    for result in reversed(results):  # the last counted vote on a reply reports its collection
+        example_id = collected.pop(result.interaction_id, None) if result.counted else None
+        on_reply = result.interaction_id is not None
+        outcomes.append(VoteOutcome(on_reply, result.counted, example_id=example_id))
+    return outcomes[::-1]
 
 
-async def handle_reaction_added(deps: SlackDeps, vote: Reaction) -> VoteOutcome:
+class VoteBatcher:
+    """Writes the votes that arrive while a batch is being written as the next batch.
+
+    One transaction per vote (3-4 statements and a worker thread each) saturates the process at
+    a few hundred reactions a second and delays every acknowledgement; a batch costs a fraction
+    of that per vote. No timer: a lone vote is written at once, and the batch grows only while
+    the database is busy. If a batch fails, its votes are retried one by one, so one bad vote
+    loses no other.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[list[Reaction]], Awaitable[list[VoteOutcome]]],
+        max_batch: int = 500,
+    ):
+        self._write = write
+        self._max_batch = max_batch
+        self._waiting: list[tuple[Reaction, asyncio.Future[VoteOutcome]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, vote: Reaction) -> VoteOutcome:
+        future: asyncio.Future[VoteOutcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((vote, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_all())
+        return await future
+
+    async def _write_all(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            try:
+                outcomes = await self._write([vote for vote, _ in batch])
+            except Exception:
+                if len(batch) == 1:
+                    raise_into(batch[0][1])
+                    continue
+                log.warning("a batch of %d votes failed; writing them one by one", len(batch))
+                for vote, future in batch:
+                    try:
+                        [outcome] = await self._write([vote])
+                    except Exception:
+                        raise_into(future)
+                    else:
+                        future.set_result(outcome)
+                continue
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                future.set_result(outcome)
+
+
+def raise_into(future: asyncio.Future[VoteOutcome]) -> None:
+    """Hand the exception being handled to the listener awaiting ``future``."""
+    exc = sys.exc_info()[1]
+    assert exc is not None
+    future.set_exception(exc)
+
+
+async def handle_reaction_added(
+    deps: SlackDeps, vote: Reaction, batcher: VoteBatcher
+) -> VoteOutcome:
     settings = deps.settings
-    is_curator = vote.kind == VoteKind.APPROVE and await deps.auth.is_curator(vote.user)
-    outcome = await deps.in_session(lambda s: apply_vote(s, vote, is_curator=is_curator, deps=deps))
+    if vote.kind == VoteKind.APPROVE and not await deps.auth.is_curator(vote.user):
+        outcome = await deps.in_session(lambda s: refuse_approval(s, vote))
+    else:
+        outcome = await batcher.submit(vote)
     if outcome.refused:
         text = deps.auth.refusal(f"approve replies with :{settings.approval_reaction}:")
         if settings.approval_quorum > 0:
