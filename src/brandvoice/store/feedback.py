@@ -32,7 +32,7 @@ from brandvoice.store.models import (
     utcnow,
 )
 from brandvoice.store.redact import Redactor
-from brandvoice.store.votes import approval_decision, vote_tallies, vote_tally
+from brandvoice.store.votes import Approval, approval_decision, vote_tallies
 
 EVENT_RETENTION = timedelta(hours=1)
 """How long a processed event is remembered: Slack retries within minutes."""
@@ -111,14 +111,6 @@ def conversation_with_reply(interaction: Interaction, reply: str) -> list[dict[s
     return [*interaction.prompt_messages, {"role": "assistant", "content": reply}]
 
 
-def collected_example_id(session: Session, interaction_id: int) -> int | None:
-    query = select(Example.id).where(
-        Example.interaction_id == interaction_id,
-        Example.source == ExampleSource.APPROVED_REPLY,
-    )
-    return session.exec(query).first()
-
-
 def collect_if_approved(
     session: Session,
     interaction: Interaction,
@@ -130,38 +122,15 @@ def collect_if_approved(
 ) -> int | None:
     """Turn an approved reply into an example once; returns the new example's id, else None."""
     assert interaction.id is not None
-    if collected_example_id(session, interaction.id) is not None:
-        return None
-    decision = approval_decision(vote_tally(session, interaction.id), quorum)
-    if decision is None:
-        return None
-    new = NewExample(
-        messages=conversation_with_reply(interaction, interaction.reply),
-        source=ExampleSource.APPROVED_REPLY,
-        status=ExampleStatus.APPROVED,
-        approvers=decision.approvers,
-        interaction_id=interaction.id,
-        created_by=interaction.asker,
-        provenance={
-            "channel": interaction.channel,
-            "message_ts": interaction.message_ts,
-            "model_version_id": interaction.model_version_id,
-            "approved_by": decision.by,
-        },
-    )
-    result = add_examples(session, [new], count_tokens, redactor, val_share)
-    if not result.inserted_ids:
-        return None
-    example_id = result.inserted_ids[0]
-    actor = decision.approvers[0] if decision.by == "curator" else "quorum"
-    record_audit(
+    collected = collect_approved_replies(
         session,
-        actor,
-        "example.approve",
-        f"example:{example_id}",
-        {"interaction_id": interaction.id, "by": decision.by, "approvers": decision.approvers},
+        {interaction.id},
+        quorum=quorum,
+        count_tokens=count_tokens,
+        redactor=redactor,
+        val_share=val_share,
     )
-    return example_id
+    return collected.get(interaction.id)
 
 
 def collect_approved_replies(
@@ -175,8 +144,9 @@ def collect_approved_replies(
 ) -> dict[int, int]:
     """Collect every reply among ``interaction_ids`` that is approved and not yet collected.
 
-    Two queries decide for all of them (the tallies, and which are collected already), so a batch
-    of votes on replies collected long ago costs no more. Returns {interaction id: example id}.
+    A fixed number of statements for any number of replies (which are collected, their tallies,
+    the replies, one insert), so a batch of votes costs little more than one vote. Returns
+    {interaction id: new example id}.
     """
     if not interaction_ids:
         return {}
@@ -188,22 +158,52 @@ def collect_approved_replies(
     )
     pending = interaction_ids - set(collected)
     tallies = vote_tallies(session, pending)
-    approved = [i for i in sorted(pending) if approval_decision(tallies[i], quorum) is not None]
-    examples: dict[int, int] = {}
-    for interaction_id in approved:
-        interaction = session.get(Interaction, interaction_id)
-        assert interaction is not None
-        example_id = collect_if_approved(
+    decisions = {
+        interaction_id: decision
+        for interaction_id in sorted(pending)
+        if (decision := approval_decision(tallies[interaction_id], quorum)) is not None
+    }
+    if not decisions:
+        return {}
+    interactions = session.exec(
+        select(Interaction).where(col(Interaction.id).in_(sorted(decisions)))
+    ).all()
+    new = [approved_reply_example(i, decisions[i.id]) for i in interactions if i.id is not None]
+    result = add_examples(session, new, count_tokens, redactor, val_share)
+    if not result.inserted_ids:
+        return {}
+    inserted = session.exec(
+        select(Example.interaction_id, Example.id).where(col(Example.id).in_(result.inserted_ids))
+    )
+    examples = {interaction_id: example_id for interaction_id, example_id in inserted}
+    for interaction_id, example_id in sorted(examples.items()):
+        decision = decisions[interaction_id]
+        record_audit(
             session,
-            interaction,
-            quorum=quorum,
-            count_tokens=count_tokens,
-            redactor=redactor,
-            val_share=val_share,
+            decision.approvers[0] if decision.by == "curator" else "quorum",
+            "example.approve",
+            f"example:{example_id}",
+            {"interaction_id": interaction_id, "by": decision.by, "approvers": decision.approvers},
         )
-        if example_id is not None:
-            examples[interaction_id] = example_id
     return examples
+
+
+def approved_reply_example(interaction: Interaction, decision: Approval) -> NewExample:
+    """The example an approved reply becomes: the conversation, who approved it, and where from."""
+    return NewExample(
+        messages=conversation_with_reply(interaction, interaction.reply),
+        source=ExampleSource.APPROVED_REPLY,
+        status=ExampleStatus.APPROVED,
+        approvers=decision.approvers,
+        interaction_id=interaction.id,
+        created_by=interaction.asker,
+        provenance={
+            "channel": interaction.channel,
+            "message_ts": interaction.message_ts,
+            "model_version_id": interaction.model_version_id,
+            "approved_by": decision.by,
+        },
+    )
 
 
 @dataclass(frozen=True)
