@@ -122,33 +122,53 @@ def block_actions(
 ) -> dict[str, Any]:
     """What Slack sends when ``user`` clicks the ``action_id`` button of ``message`` in ``channel``."""
     block_id, button = message_button(message, action_id)
+    action = {
+        "action_id": action_id,
+        "block_id": block_id,
+        "text": button["text"],
+        "value": button["value"],
+        "style": button.get("style"),
+        "type": "button",
+    }
+    return block_actions_payload(
+        slack, user, channel, message, action, team_id=team_id, app_id=app_id
+    )
+
+
+def block_actions_payload(
+    slack: SlackHarness,
+    user: str,
+    channel: str,
+    message: dict[str, Any],
+    action: dict[str, Any],
+    *,
+    team_id: str = TEAM,
+    app_id: str = APP,
+) -> dict[str, Any]:
+    """The ``block_actions`` envelope around one ``action`` taken on ``message``."""
+    container = {
+        "type": "message",
+        "message_ts": message["ts"],
+        "channel_id": channel,
+        "is_ephemeral": False,
+    }
+    if message.get("thread_ts") or message.get("metadata"):
+        container["thread_ts"] = message.get("thread_ts") or message["ts"]
     return {
         "type": "block_actions",
         "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team_id},
         "api_app_id": app_id,
         "token": "legacy-verification-token",
-        "container": {
-            "type": "message",
-            "message_ts": message["ts"],
-            "channel_id": channel,
-            "is_ephemeral": False,
-        },
+        "container": container,
         "trigger_id": f"{next(slack._ids)}.4444.abc",
         "team": {"id": team_id, "domain": "acme"},
+        "enterprise": None,
+        "is_enterprise_install": False,
         "channel": {"id": channel, "name": channel.lower()},
         "message": message,
+        "state": {"values": {}},
         "response_url": slack.api.response_url(f"click{next(slack._ids)}"),
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": block_id,
-                "text": button["text"],
-                "value": button["value"],
-                "style": button.get("style"),
-                "type": "button",
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
+        "actions": [{"action_ts": f"{time.time():.6f}", **action}],
     }
 
 

@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from brandvoice.store.db import session_scope
 from brandvoice.store.models import Example, FeedbackVote
-from tests.slack.conftest import ALICE, BOB, BOT, CHANNEL, CURATOR, TEAM
+from tests.slack.conftest import ALICE, BOB, BOT, CHANNEL, CURATOR, block_actions_payload
 
 pytestmark = pytest.mark.anyio
 _action_ts = itertools.count(1)
@@ -49,37 +49,15 @@ def feedback_click(
     """A click on the positive or negative feedback button of ``reply``."""
     block, buttons = element(reply, "feedback_buttons")
     button = buttons[f"{which}_button"]
-    return {
-        "type": "block_actions",
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM},
-        "api_app_id": "A1",
-        "token": "legacy-verification-token",
-        "container": {
-            "type": "message",
-            "message_ts": reply["ts"],
-            "channel_id": CHANNEL,
-            "is_ephemeral": False,
-            "thread_ts": reply["ts"],
-        },
-        "trigger_id": f"{next(_action_ts)}.5555.abc",
-        "team": {"id": TEAM, "domain": "acme"},
-        "enterprise": None,
-        "is_enterprise_install": False,
-        "channel": {"id": CHANNEL, "name": "general"},
-        "message": reply_message(reply),
-        "state": {"values": {}},
-        "response_url": slack.api.response_url("feedback"),
-        "actions": [
-            {
-                "type": "feedback_buttons",
-                "action_id": buttons["action_id"],
-                "block_id": block["block_id"],
-                "text": button["text"],
-                "value": button["value"],
-                "action_ts": action_ts or f"1700000800.{next(_action_ts):06d}",
-            }
-        ],
+    action = {
+        "type": "feedback_buttons",
+        "action_id": buttons["action_id"],
+        "block_id": block["block_id"],
+        "text": button["text"],
+        "value": button["value"],
+        "action_ts": action_ts or f"1700000800.{next(_action_ts):06d}",
     }
+    return block_actions_payload(slack, user, CHANNEL, reply_message(reply), action)
 
 
 def votes(engine) -> list[FeedbackVote]:

@@ -17,6 +17,7 @@ from brandvoice.bot.slack.deps import SlackDeps
 from brandvoice.bot.slack.votes import (
     Reaction,
     VoteOutcome,
+    event_time,
     handle_reaction_added,
     handle_reaction_removed,
 )
@@ -44,13 +45,16 @@ def parse_feedback_click(body: Mapping[str, Any]) -> FeedbackClick | None:
         return None
     # One click, one id: a payload delivered twice counts once, a later click is a new event.
     event_id = f"button:{channel}:{message_ts}:{user}:{action.get('action_ts')}"
-    return FeedbackClick(Reaction(channel, message_ts, user, value, _KINDS[value], event_id))
+    at = event_time(action.get("action_ts"))
+    return FeedbackClick(Reaction(channel, message_ts, user, value, _KINDS[value], event_id, at))
 
 
 async def handle_feedback_click(deps: SlackDeps, click: FeedbackClick) -> VoteOutcome:
     """Withdraw the person's opposite thumbs vote, then count this one like its reaction."""
     other = _OTHER[click.vote.reaction]
     await handle_reaction_removed(
-        deps, replace(click.vote, reaction=other, kind=_KINDS[other], event_id=None)
+        deps,
+        replace(click.vote, reaction=other, kind=_KINDS[other], event_id=None),
+        tombstone=False,
     )
     return await handle_reaction_added(deps, click.vote)

@@ -184,13 +184,17 @@ def raise_into(future: asyncio.Future[VoteOutcome]) -> None:
 
 
 async def handle_reaction_added(
-    deps: SlackDeps, vote: Reaction, batcher: VoteBatcher
+    deps: SlackDeps, vote: Reaction, batcher: VoteBatcher | None = None
 ) -> VoteOutcome:
+    """Count the vote (through ``batcher`` when given), refuse a non-curator's approval, and mark
+    a reply it collected."""
     settings = deps.settings
     if vote.kind == VoteKind.APPROVE and not await deps.auth.is_curator(vote.user):
         outcome = await deps.in_session(lambda s: refuse_approval(s, vote))
-    else:
+    elif batcher is not None:
         outcome = await batcher.submit(vote)
+    else:
+        [outcome] = await deps.in_session(lambda s: apply_votes(s, [vote], deps))
     if outcome.refused:
         text = deps.auth.refusal(f"approve replies with :{settings.approval_reaction}:")
         if settings.approval_quorum > 0:
@@ -209,8 +213,14 @@ async def handle_reaction_added(
     return outcome
 
 
-async def handle_reaction_removed(deps: SlackDeps, vote: Reaction) -> bool:
-    """Retract the vote; an example already collected stays (curators retire it explicitly)."""
+async def handle_reaction_removed(
+    deps: SlackDeps, vote: Reaction, *, tombstone: bool = True
+) -> bool:
+    """Retract the vote; an example already collected stays (curators retire it explicitly).
+
+    With ``tombstone``, a removal of a vote not (yet) stored is remembered, so its reaction
+    delivered late is not counted; Slack's events need it, a withdrawal by our own code does not.
+    """
 
     def retract(session: Session) -> bool:
         interaction = find_interaction(session, vote.channel, vote.message_ts)
@@ -221,7 +231,7 @@ async def handle_reaction_removed(deps: SlackDeps, vote: Reaction) -> bool:
             interaction_id=interaction.id,
             user=vote.user,
             reaction=vote.reaction,
-            kind=vote.kind,
+            kind=vote.kind if tombstone else None,
             at=vote.at,
         )
 
