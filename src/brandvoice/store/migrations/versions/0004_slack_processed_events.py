@@ -1,7 +1,7 @@
 """processed Slack events in their own table; vote event times
 
 Revision ID: slack_processed_events
-Revises: 0002
+Revises: 0003_run_kind
 Create Date: 2026-11-30 08:20:00.000000
 
 Event claims used to live in ``setting`` under ``event-claim:`` keys and were never removed; the
@@ -15,7 +15,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "slack_processed_events"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003_run_kind"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
