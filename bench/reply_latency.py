@@ -63,13 +63,13 @@ def sign(body: bytes, timestamp: str) -> str:
     return "v0=" + hmac.new(SECRET.encode(), base, hashlib.sha256).hexdigest()
 
 
-def mention(question: str, ts: str) -> bytes:
+def mention(question: str, ts: str, channel: str) -> bytes:
     event = {
         "type": "app_mention",
         "user": ASKER,
         "text": f"<@{BOT}> {question}",
         "ts": ts,
-        "channel": CHANNEL,
+        "channel": channel,
         "event_ts": ts,
     }
     envelope = {
@@ -107,6 +107,7 @@ async def slack_path(engine: Any, chat: Any, args: argparse.Namespace, streaming
     from tests.fakes.slack_api import FakeSlackAPI
 
     rows = []
+    channel = f"{CHANNEL}{'S' if streaming else 'U'}"  # each path its own replies in one store
     with FakeSlackAPI(bot_user_id=BOT, team_id=TEAM) as api:
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
@@ -123,7 +124,7 @@ async def slack_path(engine: Any, chat: Any, args: argparse.Namespace, streaming
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
             for index, question in enumerate(QUESTIONS[: args.runs]):
                 ts = f"1699{int(streaming)}{index:05d}.000100"
-                body = mention(question, ts)
+                body = mention(question, ts, channel)
                 stamp = str(int(time.time()))
                 headers = {
                     "Content-Type": "application/json",
