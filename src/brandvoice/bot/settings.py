@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     )
     redact: str = Field(
         "all",
-        description="Redaction kinds, comma separated (EMAIL,PHONE,CARD_NUMBER,SLACK_TOKEN,SLACK_WEBHOOK,GITHUB_TOKEN,STRIPE_KEY,GOOGLE_API_KEY,API_KEY,AWS_ACCESS_KEY,AWS_SECRET_KEY,PRIVATE_KEY), 'all' or 'none'.",
+        description="Redaction kinds, comma separated (EMAIL,PHONE,CARD_NUMBER,IBAN,SLACK_TOKEN,SLACK_WEBHOOK,GITHUB_TOKEN,STRIPE_KEY,GOOGLE_API_KEY,API_KEY,AWS_ACCESS_KEY,AWS_SECRET_KEY,PRIVATE_KEY,SECRET,PASSWORD,JWT), 'all' or 'none'.",
     )
     redact_allow: str = Field(
         "",

@@ -31,7 +31,7 @@ class Rule:
     40-character token, which one shared scan detects (see ``needs_shape``)."""
     check: Check | None = None
     keep_prefix: bool = False
-    """Replace only the trailing 40-character secret and keep the ``key = `` before it."""
+    """Replace only the value and keep the ``name = `` or ``scheme://user:`` before it (``KEPT``)."""
 
 
 def _not_a_slug(found: str, _text: str, _start: int) -> bool:
@@ -61,14 +61,46 @@ def _entropy(text: str) -> float:
 def _random_40(found: str, _text: str, _start: int) -> bool:
     """A bare AWS secret: 40 base64 characters with upper, lower and digits, and random-looking.
 
-    Hex hashes (git SHAs) have no upper case; CamelCase identifiers repeat too many letters.
+    Hex hashes (git SHAs) have no upper case; CamelCase identifiers are mostly words (a random
+    string almost never holds a capital followed by three lower-case letters twice).
     """
+    words = sum(len(word) for word in re.findall(r"[A-Z][a-z]{3,}", found))
     return (
         any(c.isupper() for c in found)
         and any(c.islower() for c in found)
         and any(c.isdigit() for c in found)
+        and words < len(found) // 2
         and _entropy(found) > 4.2
     )
+
+
+_SECRET_NAME = re.compile(
+    r"(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|auth[_-]?key|access[_-]?key"
+    r"|private[_-]?key|credentials?|authorization)(?:[_-]?(?:key|value|id|str|string))?"
+    r"[\"']?[ \t]*$",
+    re.IGNORECASE,
+)
+
+
+def _named_secret(found: str, text: str, start: int) -> bool:
+    """A value is a secret when the name just before it says so (``DB_PASSWORD:``, ``"token" =``)
+    and it mixes letters and digits: ``token: expired``, ``api_key: YOUR_API_KEY`` and
+    ``xoxb-your-token-here`` are words or placeholders. Names like ``tokenizer=`` are not secrets.
+    """
+    value = found[KEPT.match(found).end() :]  # type: ignore[union-attr]
+    return (
+        len(value) >= 8
+        and any(c.isalpha() for c in value)
+        and any(c.isdigit() for c in value)
+        and _SECRET_NAME.search(text, max(0, start - 48), start) is not None
+    )
+
+
+def _iban(found: str, _text: str, _start: int) -> bool:
+    """An IBAN passes the ISO 13616 mod-97 check, which no SKU or ticket number does by chance."""
+    compact = re.sub(r"\s", "", found)
+    rotated = compact[4:] + compact[:4]
+    return 15 <= len(compact) <= 34 and int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1
 
 
 def _luhn_card(found: str, _text: str, _start: int) -> bool:
@@ -93,9 +125,14 @@ _NOT_PHONE_BEFORE = re.compile(
 
 
 def _phone(found: str, text: str, start: int) -> bool:
-    """A phone number has 7 to 15 digits and is not introduced as an order, SKU or ticket number."""
+    """A phone number has 7 to 15 digits, is not introduced as an order, SKU or ticket number,
+    and is not the tail of a longer spaced code (``1Z 999 AA1 01 2345 6784``)."""
     digits = sum(c.isdigit() for c in found)
-    return 7 <= digits <= 15 and not _NOT_PHONE_BEFORE.search(text[max(0, start - 24) : start])
+    return (
+        7 <= digits <= 15
+        and not _NOT_PHONE_BEFORE.search(text[max(0, start - 24) : start])
+        and not re.search(r"\d\s$", text[max(0, start - 2) : start])
+    )
 
 
 def _national_phone(found: str, text: str, start: int) -> bool:
@@ -162,7 +199,10 @@ PHONE_INTERNATIONAL = r"(?<![\w+])\+\d(?:[\s.\-()]{0,2}\d){6,14}(?!\d)"
 PHONE_NANP = (
     rf"(?<![\w.+-])(?:1{_SEP})?(?:\(\d{{3}}\)\s?|\d{{3}}{_SEP})\d{{3}}{_SEP}\d{{4}}(?![-.:]?\d)"
 )
-PHONE_TRUNK = rf"(?<![\w.+-])0\d{{1,4}}(?:{_SEP}\d{{2,6}}){{1,4}}(?![-.:]?\d)"
+PHONE_TRUNK = rf"(?<![\w.+-])(?:\(0\d{{1,4}}\)|0\d{{1,4}})(?:{_SEP}\d{{2,6}}){{1,4}}(?![-.:]?\d)"
+
+KEPT = re.compile(r"[^=:]*://[^\s:/@]*:|[^=:]*[=:]\s*[\"']?(?i:(?:basic|bearer|token)\s+)?")
+"""The part of a ``keep_prefix`` match that stays: a setting's name, or a URL's scheme and user."""
 
 RULES: tuple[Rule, ...] = (
     # [private-key]; also a key pasted without its END line (the base64 body up to the first prose)
@@ -212,14 +252,64 @@ RULES: tuple[Rule, ...] = (
     # a secret named as one, quoted or not (in code, .env files, JSON)
     Rule(
         "AWS_SECRET_KEY",
-        r"(?i:(?<=secret_access_key)|(?<=secretaccesskey)|(?<=aws_secret_key)|(?<=aws_secret))"
-        r"[\"']?\s*[=:]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
+        r"(?i:(?:aws_secret_access_key|secret_access_key|secretaccesskey|aws_secret_key|aws_secret)"
+        r"[A-Za-z0-9_-]*)[\"']?\s*[=:]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
         ("secret_access_key", "secretaccesskey", "aws_secret"),
         keep_prefix=True,
     ),
+    # [generic-api-key]: a value assigned to a name that says it is a secret. The match starts at
+    # the ``=`` or ``:`` (a scan for one character is fast) and the check reads the name before it;
+    # a vendor token in the value is still named by its own rule (see ``Redactor``).
+    Rule(
+        "SECRET",
+        r"[=:][ \t]*[\"']?(?i:(?:basic|bearer|token)\s+)?[A-Za-z0-9][^\s\"',;<>`]{5,}",
+        (
+            "password",
+            "passwd",
+            "pwd",
+            "secret",
+            "token",
+            "apikey",
+            "api_key",
+            "api-key",
+            "auth_key",
+            "access_key",
+            "private_key",
+            "credential",
+            "authorization",
+        ),
+        _named_secret,
+        keep_prefix=True,
+    ),
+    # [generic credentials in a URL]: ``postgres://app:hunter22@db/shop`` keeps scheme, user, host
+    Rule(
+        "PASSWORD",
+        r"://[^\s:/@]*:[^\s/@]{3,}(?=@)",
+        ("@",),
+        keep_prefix=True,
+    ),
+    # [jwt]
+    Rule(
+        "JWT",
+        r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+        ("eyj",),
+    ),
+    # [gitlab-pat, gitlab-deploy-token, gitlab-ptt, gitlab-rrt]
+    Rule(
+        "API_KEY",
+        r"\bgl(?:pat|dt|ptt|rt|cbt|oas)-[A-Za-z0-9_-]{20,}",
+        ("glpat-", "gldt-", "glptt-", "glrt-", "glcbt-", "gloas-"),
+    ),
+    # [sendgrid-api-token]
+    Rule("API_KEY", r"\bSG\.[A-Za-z0-9_-]{20,24}\.[A-Za-z0-9_-]{39,50}(?![A-Za-z0-9_-])", ("sg.",)),
+    # [npm-access-token]
+    Rule("API_KEY", r"\bnpm_[A-Za-z0-9]{36}\b", ("npm_",)),
+    # [twilio-api-key]: woken by ``SHAPE`` (its 32 hex digits), since "sk" is in every other word
+    Rule("API_KEY", r"\bSK[0-9a-fA-F]{32}\b"),
     Rule(
         "EMAIL", EMAIL, ("@", "＠", "﹫", *(f"at{s}{b}" for s in ("", " ") for b in "])}>")), _email
     ),
+    Rule("IBAN", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", (), _iban),
     Rule("CARD_NUMBER", r"\b(?:\d[ -]?){12,18}\d\b", (), _luhn_card),
     Rule("PHONE", PHONE_INTERNATIONAL, (), _phone),
     Rule("PHONE", PHONE_NANP, (), _phone),
