@@ -84,6 +84,21 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
         ).encode(),
         "messages[1].tool_calls[0].function.arguments must be a string",
     ),
+    "nul_character": (
+        b'{"messages": [{"role": "user", "content": "Hi\\u0000 there"}, '
+        b'{"role": "assistant", "content": "Ok"}]}',
+        "messages[0] content has a NUL character",
+    ),
+    "duplicate_role": (
+        b'{"messages": [{"role": "user", "content": "Hi", "role": "assistant"}, '
+        b'{"role": "assistant", "content": "Ok"}]}',
+        "key 'role' appears twice",
+    ),
+    "duplicate_messages": (
+        b'{"messages": [{"role": "user", "content": "Hi"}], '
+        b'"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ok"}]}',
+        "key 'messages' appears twice",
+    ),
 }
 
 
@@ -151,3 +166,14 @@ def test_names_and_tool_call_arguments_are_redacted_too(tmp_path, engine, count_
 def test_export_refuses_to_write_a_non_finite_number():
     with pytest.raises(ValueError, match="would not be valid JSON"):
         dump_example([{"role": "assistant", "content": "x", "weight": math.nan}])
+
+
+def test_a_windows_file_with_bom_crlf_and_blank_lines_imports_whole(tmp_path, count_tokens):
+    path = tmp_path / "notepad.jsonl"
+    path.write_bytes(
+        b"\xef\xbb\xbf" + GOOD_A.encode() + b"\r\n\r\n" + GOOD_B.encode() + b"\r\n  \r\n"
+    )
+    report = validate_file(path, count_tokens)
+    assert [str(p) for p in report.problems] == []
+    assert [r.line for r in report.records] == [1, 3]
+    assert report.records[0].messages == json.loads(GOOD_A)["messages"]

@@ -65,21 +65,35 @@ class ValidationReport:
         return Counter(p.kind for p in self.problems)
 
 
-class _BadNumber(ValueError):
-    """A number JSON does not allow (NaN, Infinity) or one too long to be a real value."""
+class _NotStrictJSON(ValueError):
+    """A number JSON does not allow (NaN, Infinity), one too long to be a real value, or a key
+    given twice: JSON that parsers read differently."""
 
 
 def _refuse_constant(name: str) -> float:
-    raise _BadNumber(f"{name} is not a JSON number")
+    raise _NotStrictJSON(f"{name} is not a JSON number")
 
 
 def _parse_int(digits: str) -> int:
     if len(digits.lstrip("-")) > MAX_INT_DIGITS:
-        raise _BadNumber(f"a number with {len(digits.lstrip('-'))} digits")
+        raise _NotStrictJSON(f"a number with {len(digits.lstrip('-'))} digits")
     return int(digits)
 
 
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_parse_int)
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A key given twice is refused: readers disagree on which one wins (Python keeps the last),
+    so ``{"role": "user", ..., "role": "assistant"}`` would mean one thing here and another there."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        keys = [key for key, _ in pairs]
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise _NotStrictJSON(f"key {duplicate!r} appears twice in one object")
+    return obj
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_int=_parse_int, object_pairs_hook=_unique_keys
+)
 
 
 def parse_line(line: str) -> Any:
@@ -88,7 +102,7 @@ def parse_line(line: str) -> Any:
         return _DECODER.decode(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    except _BadNumber as exc:
+    except _NotStrictJSON as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
     except RecursionError:
         raise ValueError("not valid JSON (nested too deeply)") from None
@@ -98,6 +112,8 @@ def _text_problem(value: Any, where: str) -> str | None:
     """Why ``value`` cannot be stored as text: not a string, or a lone surrogate UTF-8 cannot hold."""
     if not isinstance(value, str):
         return f"{where} must be a string, got {type(value).__name__}"
+    if "\x00" in value:
+        return f"{where} has a NUL character (\\u0000), which PostgreSQL cannot store"
     if not value.isascii():
         try:
             value.encode("utf-8")
@@ -160,7 +176,9 @@ def _message_problem(message: Any, where: str) -> tuple[str, str] | None:
         return "empty_content", f"{where} ({role}) has empty or non-text content"
     for key in ("content", "name"):
         value = message.get(key)
-        if key in message and not (isinstance(value, str) and value.isascii()):
+        if key in message and not (
+            isinstance(value, str) and value.isascii() and "\x00" not in value
+        ):
             problem = _text_problem(value, f"{where} {key}")
             if problem:
                 return "bad_text", problem
@@ -231,6 +249,9 @@ def validate_lines(
     report = ValidationReport(path)
     pending: list[tuple[int, list[dict[str, Any]]]] = []
     for number, raw in enumerate(lines, start=1):
+        if number == 1:
+            # Editors on Windows start UTF-8 files with a byte order mark; it is not content.
+            raw = raw.removeprefix(b"\xef\xbb\xbf" if isinstance(raw, bytes) else "\ufeff")  # type: ignore[arg-type]
         if not raw.strip():
             continue
         try:
