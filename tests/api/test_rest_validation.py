@@ -168,3 +168,27 @@ def test_a_malformed_body_from_an_authenticated_caller_is_a_4xx(client, example_
         )
         assert 400 <= response.status_code < 500, response.text
     assert json.loads(client.get("/healthz").text) == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/models/v1%00/promote"),
+        ("post", "/api/models/v1%00/discard"),
+        ("get", "/api/reports/v1%00"),
+        ("get", "/api/audit?actor=ana%00"),
+        ("get", "/api/audit?version=v1%00"),
+    ],
+)
+def test_a_nul_character_in_a_name_is_a_4xx_not_a_500(client, method, path):
+    response = getattr(client, method)(path)
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_an_edit_with_a_nul_character_is_a_422(client, example_id):
+    messages = [
+        {"role": "user", "content": "Hi\u0000 there"},
+        {"role": "assistant", "content": "Hello."},
+    ]
+    response = client.patch(f"/api/examples/{example_id}", json={"messages": messages})
+    assert response.status_code == 422 and "NUL" in response.text

@@ -65,6 +65,13 @@ RowId = Annotated[
     int, Path(ge=1, le=MAX_ROW_ID, description="A row id; ids outside 1..2^31-1 cannot exist.")
 ]
 Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="Rows to skip.")]
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+"""Names and filters carry no control characters: none names a thing, and PostgreSQL cannot even
+compare a string that holds NUL (it raises, which was a 500)."""
+VersionName = Annotated[
+    str,
+    Path(min_length=1, max_length=100, pattern=PRINTABLE, description="Model version, e.g. v3."),
+]
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

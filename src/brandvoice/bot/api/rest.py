@@ -10,7 +10,16 @@ from fastapi.responses import FileResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from brandvoice.bot.api.deps import Actor, Offset, RowId, SessionDep, get_settings, require_token
+from brandvoice.bot.api.deps import (
+    PRINTABLE,
+    Actor,
+    Offset,
+    RowId,
+    SessionDep,
+    VersionName,
+    get_settings,
+    require_token,
+)
 from brandvoice.bot.runs import RunRequest, enqueue_request
 from brandvoice.bot.settings import Settings
 from brandvoice.inference.tokens import count_chat_tokens_batch
@@ -192,7 +201,7 @@ def post_rollback(session: SessionDep, actor: Actor) -> dict[str, str | None]:
 
 @router.post("/models/{name}/{action}", response_model=ModelVersion, tags=["models"])
 def post_model_action(
-    name: str,
+    name: VersionName,
     action: Literal["promote", "discard"],
     session: SessionDep,
     actor: Actor,
@@ -228,7 +237,7 @@ def get_reports(session: SessionDep) -> list[VersionReport]:
 
 
 @router.get("/reports/{name}", response_model=VersionReport, tags=["reports"])
-def get_report(name: str, session: SessionDep) -> VersionReport:
+def get_report(name: VersionName, session: SessionDep) -> VersionReport:
     try:
         version = get_version(session, name)
     except RegistryError as exc:
@@ -239,12 +248,19 @@ def get_report(name: str, session: SessionDep) -> VersionReport:
 @router.get("/audit", response_model=list[AuditLog], tags=["audit"])
 def get_audit(
     session: SessionDep,
-    actor: Annotated[str | None, Query(max_length=200, description="Exact actor.")] = None,
+    actor: Annotated[
+        str | None, Query(pattern=PRINTABLE, max_length=200, description="Exact actor.")
+    ] = None,
     action: Annotated[
-        str | None, Query(max_length=100, description="Exact action, e.g. model.promote.refused.")
+        str | None,
+        Query(
+            pattern=PRINTABLE,
+            max_length=100,
+            description="Exact action, e.g. model.promote.refused.",
+        ),
     ] = None,
     version: Annotated[
-        str | None, Query(max_length=100, description="Model version, e.g. v3.")
+        str | None, Query(pattern=PRINTABLE, max_length=100, description="Model version, e.g. v3.")
     ] = None,
     since: Annotated[AwareDatetime | None, Query(description="ISO 8601 time with offset.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
