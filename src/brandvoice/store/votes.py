@@ -64,21 +64,17 @@ def record_vote(
     """
     now = utcnow()
     at = at or now
-    votes = FeedbackVote.__table__  # the table, not the entity: skips the ORM's bulk-insert path
-    inserted = session.exec(
-        insert_skipping_conflicts(session, votes)  # type: ignore[call-overload]
-        .values(
-            interaction_id=interaction_id,
-            kind=kind.value,
-            user=user,
-            reaction=reaction,
-            event_id=event_id,
-            created_at=now,
-            event_at=at,
-        )
-        .returning(votes.c.id)
-    ).first()
-    if inserted is not None:
+    inserted = _insert_vote(
+        session,
+        interaction_id=interaction_id,
+        kind=kind.value,
+        user=user,
+        reaction=reaction,
+        event_id=event_id,
+        created_at=now,
+        event_at=at,
+    )
+    if inserted:
         return True
     if event_id is not None:
         seen = select(FeedbackVote.id).where(FeedbackVote.event_id == event_id)
@@ -122,23 +118,17 @@ def retract_vote(
     )
     if result.rowcount == 1:
         return True
-    if kind is not None:
-        votes = FeedbackVote.__table__
-        tombstone = session.exec(
-            insert_skipping_conflicts(session, votes)  # type: ignore[call-overload]
-            .values(
-                interaction_id=interaction_id,
-                kind=kind.value,
-                user=user,
-                reaction=reaction,
-                created_at=now,
-                retracted_at=now,
-                event_at=at,
-            )
-            .returning(votes.c.id)
-        ).first()
-        if tombstone is not None:
-            return False
+    if kind is not None and _insert_vote(
+        session,
+        interaction_id=interaction_id,
+        kind=kind.value,
+        user=user,
+        reaction=reaction,
+        created_at=now,
+        retracted_at=now,
+        event_at=at,
+    ):
+        return False
     session.exec(  # already withdrawn: keep the latest removal's time
         update(FeedbackVote)  # type: ignore[call-overload]
         .where(*same_vote, col(FeedbackVote.retracted_at).is_not(None))
@@ -311,3 +301,13 @@ def _stored_event_ids(session: Session, event_ids: list[str | None]) -> set[str]
         return set()
     query = select(FeedbackVote.event_id).where(col(FeedbackVote.event_id).in_(sorted(wanted)))
     return {e for e in session.exec(query) if e}
+
+
+def _insert_vote(session: Session, **values: Any) -> bool:
+    """Insert one vote row unless its natural key or event id is taken; True when inserted.
+
+    Through the table, not the entity: that skips the ORM's bulk-insert path.
+    """
+    votes = FeedbackVote.__table__
+    statement = insert_skipping_conflicts(session, votes).values(**values).returning(votes.c.id)  # type: ignore[call-overload]
+    return session.exec(statement).first() is not None
