@@ -20,28 +20,16 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import string
 
 import pytest
 
 from brandvoice.store.redact import Redactor
+from tests.store.random_text import ALNUM, RandomText
 
-_rng = random.Random(20261130)
-ALNUM = string.ascii_letters + string.digits
+_text = RandomText(20261130)
+rand, digits, hexs = _text.rand, _text.digits, _text.hexs
 UPPER_DIGITS = string.ascii_uppercase + string.digits
-
-
-def rand(n: int, alphabet: str = ALNUM) -> str:
-    return "".join(_rng.choice(alphabet) for _ in range(n))
-
-
-def digits(n: int) -> str:
-    return rand(n, string.digits)
-
-
-def hexs(n: int) -> str:
-    return rand(n, "0123456789abcdef")
 
 
 def aws_secret() -> str:

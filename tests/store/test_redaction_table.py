@@ -6,27 +6,15 @@ literal lives in the repository. The summary test prints the table's precision a
 
 from __future__ import annotations
 
-import random
 import string
 
 import pytest
 
 from brandvoice.store.redact import AllowList, Redactor
+from tests.store.random_text import ALNUM, RandomText
 
-_rng = random.Random(11)
-ALNUM = string.ascii_letters + string.digits
-
-
-def rand(n: int, alphabet: str = ALNUM) -> str:
-    return "".join(_rng.choice(alphabet) for _ in range(n))
-
-
-def digits(n: int) -> str:
-    return rand(n, string.digits)
-
-
-def hexs(n: int) -> str:
-    return rand(n, "0123456789abcdef")
+_text = RandomText(11)
+rand, digits, hexs = _text.rand, _text.digits, _text.hexs
 
 
 AWS_SECRET = rand(40, ALNUM + "/+")
