@@ -46,6 +46,14 @@ ICONS = {"trash"}
 """Icons an ``icon_button`` may show: Slack documents ``trash`` as the only one available."""
 
 
+class KeepAliveServer(ThreadingHTTPServer):
+    """Slack's API keeps connections open and never refuses one for a full accept queue; the
+    standard library's server keeps 5 waiting, and ``server_close`` would wait for idle clients."""
+
+    request_queue_size = 1024
+    block_on_close = False
+
+
 @dataclass(frozen=True)
 class SlackCall:
     method: str
@@ -96,7 +104,7 @@ class FakeSlackAPI:
         self.statuses: list[dict[str, Any]] = []
         self.titles: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = KeepAliveServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
@@ -383,6 +391,8 @@ class FakeSlackAPI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as Slack's API serves
+
             def log_message(self, *args: Any) -> None:
                 pass
 

@@ -19,7 +19,7 @@ def web_command(
 
     from brandvoice.bot.slack.app import create_slack_app, slack_enabled
     from brandvoice.bot.slack.provider import promoted_model_provider
-    from brandvoice.bot.web import create_app
+    from brandvoice.bot.web import create_app, freeze_startup_heap
 
     config = settings()
     load = backends().load  # the bot and the API share one cache of loaded models
@@ -31,6 +31,7 @@ def web_command(
     if slack_app is None:
         console.print("Slack is not configured (SLACK_BOT_TOKEN): serving the API only")
     app = create_app(config, engine(), backend_loader=load, slack_app=slack_app)
+    freeze_startup_heap()
     uvicorn.run(app, host=host or config.host, port=port or config.port, log_level="info")
 
 

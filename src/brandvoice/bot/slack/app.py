@@ -51,7 +51,11 @@ def build_deps(
 
 
 def build_slack_app(deps: SlackDeps) -> AsyncApp:
-    """The Bolt app with every listener registered; request signatures are always verified."""
+    """The Bolt app with every listener registered.
+
+    Request signatures are verified once, by ``SlackEndpoint`` before the body is parsed (HTTP
+    mode), so Bolt's own second check is off; Socket Mode has no signatures to check.
+    """
     settings = deps.settings
     if not settings.slack_bot_token:
         raise ValueError("SLACK_BOT_TOKEN is not set, so the Slack bot cannot start")
@@ -62,6 +66,7 @@ def build_slack_app(deps: SlackDeps) -> AsyncApp:
     app = AsyncApp(
         client=deps.client,
         signing_secret=settings.slack_signing_secret or "",
+        request_verification_enabled=False,
         name="brandvoice",
         logger=logging.getLogger("brandvoice.bot.slack.bolt"),
     )

@@ -7,9 +7,11 @@ so callers only decide whether a failure matters to them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -34,6 +36,22 @@ def make_client(token: str | None, api_url: str) -> AsyncWebClient:
         AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)
     )
     return client
+
+
+@asynccontextmanager
+async def pooled_connections(client: AsyncWebClient) -> AsyncIterator[None]:
+    """Keep one HTTP session (and its keep-alive connections) for ``client`` while serving.
+
+    Without a session slack_sdk opens a new one, and a new TCP connection, for every call; Bolt's
+    per-request clients share the one set here. It must be made inside the running event loop.
+    """
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=client.timeout))
+    client.session = session
+    try:
+        yield
+    finally:
+        client.session = None
+        await session.close()
 
 
 def slack_error(exc: SlackApiError) -> str:

@@ -3,7 +3,7 @@
 Bolt's own HTTP adapter parses the body first (a non-JSON body or a JSON array then ends in a
 500 and a traceback, signed or not). Here an unsigned or stale request gets 401 untouched, and a
 signed body that is not a Slack payload gets 400 saying what is wrong; only well-formed, signed
-payloads reach Bolt, which verifies the signature again on its own.
+payloads reach Bolt (whose own, second signature check is therefore off).
 """
 
 from __future__ import annotations
