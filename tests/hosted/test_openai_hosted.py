@@ -78,6 +78,11 @@ def test_a_job_that_succeeds_registers_a_hosted_candidate_with_its_metrics(
     assert version.eval["verdict"]["recommend_promote"] is True
     assert "val_loss" not in version.eval and "forgetting" not in version.eval
     assert Path(version.eval["report_path"]).is_file()
+    # Beside the offline metrics: how production (the base model here) fares with people.
+    signal = version.eval["production_signal"]
+    assert signal["production"]["version"] == "base model" and "candidate" not in signal
+    html = Path(version.eval["report_path"]).read_text(encoding="utf-8")
+    assert "<h2>Production signal</h2>" in html
     # The candidate was asked through the provider's OpenAI-compatible chat endpoint.
     asked = [r.body["model"] for r in openai_server.requests_to("POST", "/v1/chat/completions")]
     assert asked.count(model_id) == min(4, snapshot.stats["val"])

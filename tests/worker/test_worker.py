@@ -146,3 +146,22 @@ def test_cancelling_a_finished_run_is_refused(engine):
     assert _runs(engine)[0].metrics == {"loss": 1.0}
     with session_scope(engine) as session, pytest.raises(ValueError, match="already succeeded"):
         request_cancel(session, run_id, "U1")
+
+
+def test_every_tick_runs_the_checks_and_a_failing_check_does_not_stop_the_queue(engine, caplog):
+    seen: list[datetime] = []
+
+    def broken(now: datetime) -> None:
+        raise RuntimeError("the check broke")
+
+    executed: list[int] = []
+    worker = Worker(
+        engine,
+        lambda run_id, _: executed.append(run_id),
+        default_cron="off",
+        watches=[broken, seen.append],
+    )
+    [run_id] = _enqueue(engine)
+    assert worker.tick(MONDAY_0859) == run_id
+    assert executed == [run_id] and seen == [MONDAY_0859]
+    assert "the check broke" in caplog.text

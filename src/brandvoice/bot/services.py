@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from brandvoice.bot.backends import Backends
 from brandvoice.bot.generation import pipeline_generate_step
 from brandvoice.bot.settings import Settings
+from brandvoice.bot.signal_watch import AlertPublisher, SignalWatch, log_signal_alert
 from brandvoice.bot.worker import RunReporter, Worker
 from brandvoice.samples import general_text_path
 from brandvoice.store.jsonl import DEFAULT_MAX_TOKENS
@@ -30,6 +31,7 @@ from brandvoice.trainer.pipeline import (
     Publisher,
     run_retrain,
 )
+from brandvoice.trainer.production_signal import SignalAlertConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,36 @@ def pipeline_config(settings: Settings, **train_overrides: Any) -> PipelineConfi
         snapshot=snapshot_options(settings),
         general_texts=tuple(line for line in general if line.strip()),
         hosted=hosted_config(settings),
+        signal_window=signal_window(settings),
+    )
+
+
+def signal_window(settings: Settings) -> timedelta:
+    return timedelta(hours=settings.signal_window_hours)
+
+
+def signal_alert_config(settings: Settings) -> SignalAlertConfig:
+    return SignalAlertConfig(
+        window=signal_window(settings),
+        min_votes=settings.signal_min_votes,
+        alpha=settings.signal_alpha,
+        auto_rollback=settings.auto_rollback,
+    )
+
+
+def signal_watch(settings: Settings, engine: Engine) -> SignalWatch:
+    """The worker's 👎-rate check: alerts go to the log, and to ``REPORT_CHANNEL`` with Slack."""
+    from brandvoice.bot.slack.app import slack_enabled
+    from brandvoice.bot.slack.signal_alerts import slack_signal_publisher
+
+    publishers: list[AlertPublisher] = [log_signal_alert]
+    if slack_enabled(settings) and settings.report_channel:
+        publishers.append(slack_signal_publisher(settings))
+    return SignalWatch(
+        engine,
+        signal_alert_config(settings),
+        publishers,
+        timedelta(seconds=settings.signal_check_interval_s),
     )
 
 
@@ -141,4 +173,5 @@ def make_worker(
         heartbeat_interval_s=settings.run_heartbeat_interval_s,
         stale_after=timedelta(seconds=settings.run_stale_after_s),
         reporter_factory=reporter_factory,
+        watches=[signal_watch(settings, engine)],
     )

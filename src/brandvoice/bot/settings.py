@@ -125,6 +125,31 @@ class Settings(BaseSettings):
         30.0, description="Seconds between polls of a hosted job (backs off to 10x while idle)."
     )
 
+    # Production signal
+    signal_window_hours: float = Field(
+        168.0,
+        gt=0,
+        description="Hours of served replies the production signal covers in reports, /brandvoice status and the thumbs-down alert.",
+    )
+    signal_min_votes: int = Field(
+        20,
+        ge=1,
+        description="Replies with a thumbs-up or thumbs-down that the promoted version and its predecessor each need before their thumbs-down rates are compared.",
+    )
+    signal_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="Significance level of the one-sided two-proportion z-test that raises the thumbs-down alert.",
+    )
+    signal_check_interval_s: float = Field(
+        300.0, gt=0, description="Seconds between the worker's checks of the thumbs-down rate."
+    )
+    auto_rollback: bool = Field(
+        False,
+        description="Roll back a promoted version whose thumbs-down rate is significantly worse than its predecessor's (otherwise only alert).",
+    )
+
     # Worker
     worker_poll_interval_s: float = Field(
         5.0, gt=0, description="Seconds an idle worker waits before it looks at the queue again."

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -103,6 +103,8 @@ class Worker:
     heartbeat_interval_s: float = 15.0
     stale_after: timedelta = timedelta(minutes=5)
     reporter_factory: Callable[[Engine, RunClaim], RunReporter] = RunReporter
+    watches: Sequence[Callable[[datetime], object]] = ()
+    """Checks each tick runs before it claims a run (the 👎-rate alert); each throttles itself."""
 
     def __post_init__(self) -> None:
         self.schedule = RetrainSchedule(self.engine, self.default_cron, self.timezone)
@@ -114,13 +116,18 @@ class Worker:
         return recovered
 
     def tick(self, now: datetime | None = None) -> int | None:
-        """Recover stale runs, enqueue a due scheduled run, then execute one queued run;
-        returns the run executed."""
+        """Recover stale runs, enqueue a due scheduled run, run the checks, then execute one
+        queued run; returns the run executed."""
         now = now or datetime.now(UTC)
         self.recover()
         fire_time = self.schedule.due(now)
         if fire_time is not None and enqueue_scheduled_run(self.engine, fire_time, self.backend):
             log.info("scheduled retrain enqueued for %s", fire_time)
+        for watch in self.watches:
+            try:
+                watch(now)
+            except Exception:  # a failed check must not stop the queue
+                log.exception("scheduled check %r failed", watch)
         run = claim_next_run(self.engine, self.name)
         if run is None or run.id is None:
             return None

@@ -9,14 +9,17 @@ render this same object. Stored rows carry ``schema_version``; rows written befo
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from brandvoice.store.models import ModelVersion
+from brandvoice.store.signal import VersionSignal
 
-SCHEMA_VERSION = 2
-"""2: the typed report (adds ``schema_version`` and ``not_measured``). 1: the dict before it."""
+SCHEMA_VERSION = 3
+"""3: adds ``production_signal``. 2: the typed report (adds ``schema_version`` and
+``not_measured``). 1: the dict before it."""
 
 
 class StoredReportError(ValueError):
@@ -123,6 +126,29 @@ class SnapshotSummary(_OpenPart):
         return sum(self.by_source.values()) - self.synthetic_examples
 
 
+class ProductionSignal(_Part):
+    """How production, and the candidate once it has served, fare with people: votes, approvals
+    and corrections per reply, beside the offline metrics (never trained on)."""
+
+    measured_at: datetime
+    window_hours: float | None = None
+    """Replies served in the last this many hours; None: all time."""
+    production: VersionSignal
+    """The promoted version (or the base model) when the signal was measured."""
+    candidate: VersionSignal | None = None
+
+    def versions(self) -> list[tuple[str, VersionSignal]]:
+        """(role, signal) of production, then the candidate when it has served."""
+        shown = [("production", self.production)]
+        if self.candidate is not None:
+            shown.append(("candidate", self.candidate))
+        return shown
+
+    @property
+    def window(self) -> str:
+        return "all time" if self.window_hours is None else f"last {self.window_hours:g} h"
+
+
 class EvalReport(_Part):
     """A candidate's evaluation against production and the few-shot base, and its verdict."""
 
@@ -150,6 +176,8 @@ class EvalReport(_Part):
     """The synthetic-generation summary of the run, as the generation step reported it."""
     report_path: str | None = None
     """The standalone HTML report."""
+    production_signal: ProductionSignal | None = None
+    """Measured when the report was built; ``with_signal`` shows it as it stands now."""
 
     @model_validator(mode="before")
     @classmethod
@@ -193,6 +221,7 @@ class EvalReport(_Part):
         snapshot: Mapping[str, Any] | None = None,
         generated: Mapping[str, Any] | None = None,
         report_path: str | None = None,
+        production_signal: ProductionSignal | None = None,
     ) -> EvalReport:
         """The report with what the pipeline adds around the evaluation (checked like the rest)."""
         added = {
@@ -200,10 +229,15 @@ class EvalReport(_Part):
             "snapshot": snapshot,
             "generated": dict(generated) if generated is not None else None,
             "report_path": report_path,
+            "production_signal": production_signal,
         }
         return EvalReport.model_validate(
             {**self.model_dump(), **{k: v for k, v in added.items() if v is not None}}
         )
+
+    def with_signal(self, signal: ProductionSignal) -> EvalReport:
+        """The same offline evaluation with the production signal measured now."""
+        return self.model_copy(update={"production_signal": signal})
 
     def highlights(self) -> dict[str, float]:
         """The candidate's headline numbers, for one-line summaries."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +31,7 @@ from brandvoice.store.models import (
     RunStatus,
     Split,
     TrainingRun,
+    utcnow,
 )
 from brandvoice.store.runs import RunCancelled, RunClaim, RunSkipped, hold_claim
 from brandvoice.store.snapshots import SnapshotOptions, snapshot_dataset
@@ -39,6 +41,7 @@ from brandvoice.trainer.eval_report import EvalReport
 from brandvoice.trainer.evaluate import Contender, EvalConfig, Similarity, evaluate
 from brandvoice.trainer.hosted import HostedConfig, make_provider, run_hosted_training
 from brandvoice.trainer.lora import TrainCallback, train_lora
+from brandvoice.trainer.production_signal import report_signal
 from brandvoice.trainer.registry import (
     RegistryBusy,
     promote_version,
@@ -81,6 +84,9 @@ class PipelineConfig:
     general_texts: tuple[str, ...] = ()
     hosted: HostedConfig = field(default_factory=HostedConfig)
     """Providers, base models and hyperparameters of hosted (non-local) training."""
+    signal_window: timedelta | None = timedelta(hours=168)
+    """The production signal in the report covers replies served this long before it; None:
+    all time."""
 
 
 @dataclass
@@ -271,6 +277,7 @@ def run_retrain(
             snapshot=_snapshot_summary(snapshot),
             generated=generated,
             report_path=str(html_path),
+            production_signal=report_signal(session, version, config.signal_window, utcnow()),
         )
         version.eval = report.to_stored()
         if config.auto_promote and report.verdict.recommend_promote:

@@ -141,15 +141,9 @@ def promote_version(session: Session, name: str, actor: str) -> tuple[ModelVersi
     return version, True
 
 
-def rollback(session: Session, actor: str) -> tuple[ModelVersion | None, ModelVersion]:
-    """Put the previously promoted good version back; returns (restored or None for base, demoted).
-
-    The demoted version is marked as rolled back so a later rollback never returns to it.
-    """
-    _lock_registry(session)
-    current = promoted_version(session)
-    if current is None:
-        raise RegistryError("nothing is promoted, so there is nothing to roll back")
+def previous_good_version(session: Session, current: ModelVersion) -> ModelVersion | None:
+    """What a rollback of ``current`` would restore: the most recently promoted version that was
+    retired without being rolled back; None for the base model."""
     query = (
         select(ModelVersion)
         .where(
@@ -160,7 +154,27 @@ def rollback(session: Session, actor: str) -> tuple[ModelVersion | None, ModelVe
         )
         .order_by(col(ModelVersion.promoted_at).desc(), col(ModelVersion.id).desc())
     )
-    previous = session.exec(query).first()
+    return session.exec(query).first()
+
+
+def rollback(
+    session: Session, actor: str, only: str | None = None
+) -> tuple[ModelVersion | None, ModelVersion]:
+    """Put the previously promoted good version back; returns (restored or None for base, demoted).
+
+    The demoted version is marked as rolled back so a later rollback never returns to it. With
+    ``only``, nothing changes unless ``only`` is the version in production (a button posted
+    about one version must never roll back a later one).
+    """
+    _lock_registry(session)
+    current = promoted_version(session)
+    if current is None:
+        raise RegistryError("nothing is promoted, so there is nothing to roll back")
+    if only is not None and current.name != only:
+        raise RegistryError(
+            f"{only} is no longer in production ({current.name} is); nothing changed"
+        )
+    previous = previous_good_version(session, current)
     current.status, current.rolled_back_at = VersionStatus.RETIRED, utcnow()
     session.add(current)
     _flush(session)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from html import escape
 
-from brandvoice.trainer.eval_report import EvalReport, LossPoint, SnapshotSummary, TrainingSummary
+from brandvoice.trainer.eval_report import (
+    EvalReport,
+    LossPoint,
+    ProductionSignal,
+    SnapshotSummary,
+    TrainingSummary,
+)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;color:#1d2b1f}
@@ -88,6 +94,25 @@ def _metric_rows(report: EvalReport) -> str:
     return "".join(html)
 
 
+def _signal_section(signal: ProductionSignal | None) -> str:
+    """The production signal beside the offline metrics."""
+    if signal is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(s.version)} ({role})</td><td>{s.served}</td><td>{s.up_votes}</td>"
+        f"<td>{s.down_votes}</td><td>{escape(s.down_rate.describe())}</td>"
+        f"<td>{escape(s.approval_rate.describe())}</td>"
+        f"<td>{escape(s.correction_rate.describe())}</td></tr>"
+        for role, s in signal.versions()
+    )
+    return (
+        f"<h2>Production signal</h2><p>Replies served {escape(signal.window)}. 👎 rate: replies "
+        "with a 👎 of those with any 👍/👎; approved and corrected: of replies served; 95% "
+        "Wilson intervals.</p><table><tr><th>version</th><th>replies</th><th>👍</th><th>👎</th>"
+        f"<th>👎 rate</th><th>approved</th><th>corrected</th></tr>{rows}</table>"
+    )
+
+
 def render_report_html(version: str, report: EvalReport) -> str:
     verdict = report.verdict
     reasons = "".join(f"<li>{escape(r)}</li>" for r in verdict.reasons)
@@ -115,6 +140,7 @@ training examples, {_known(snapshot.val)} validation; snapshot
 <h2>Metrics</h2><table><tr><th>metric</th><th>production</th><th>candidate</th></tr>
 {_metric_rows(report)}</table>
 {f"<p>Not measured:</p><ul>{not_measured}</ul>" if not_measured else ""}
+{_signal_section(report.production_signal)}
 <h2>Training</h2><p>{_known(training.steps)} steps, best at step
 {_known(training.best_step)}, {_known(training.trained_tokens)} trained tokens in
 {_known(training.seconds)} s ({escape(training.status or "")}).</p>

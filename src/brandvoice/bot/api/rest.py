@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,8 +37,10 @@ from brandvoice.store.models import (
     Split,
     TrainingRun,
     VersionStatus,
+    utcnow,
 )
 from brandvoice.store.runs import ActiveRunError, latest_runs, request_cancel
+from brandvoice.store.signal import VersionSignal, version_signal, version_signals
 from brandvoice.trainer.eval_report import EvalReport, report_of
 from brandvoice.trainer.registry import (
     RegistryError,
@@ -187,6 +190,50 @@ def cancel_run(run_id: RowId, session: SessionDep, actor: Actor) -> TrainingRun:
 @router.get("/models", response_model=list[ModelVersion], tags=["models"])
 def get_models(session: SessionDep) -> list[ModelVersion]:
     return list_versions(session)
+
+
+BASE_NAME = "base"
+"""What ``/api/models/{name}/signal`` calls the base model (replies while nothing was promoted)."""
+WindowHours = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        le=24 * 3660,
+        description="Count only replies served in the last this many hours; default all time.",
+    ),
+]
+
+
+def _since(window_hours: float | None) -> datetime | None:
+    return utcnow() - timedelta(hours=window_hours) if window_hours is not None else None
+
+
+@router.get("/signal", response_model=list[VersionSignal], tags=["models"])
+def get_signals(
+    session: SessionDep,
+    window_hours: WindowHours = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Offset = 0,
+) -> list[VersionSignal]:
+    """How people rated each version's replies, newest version first, the base model last:
+    replies served, 👍/👎, approvals and corrections, each rate with its 95% Wilson interval."""
+    signals = version_signals(session, since=_since(window_hours))
+    ordered = sorted(signals.items(), key=lambda item: -(item[0] or 0))
+    return [signal for _, signal in ordered][offset : offset + limit]
+
+
+@router.get("/models/{name}/signal", response_model=VersionSignal, tags=["models"])
+def get_model_signal(
+    name: VersionName, session: SessionDep, window_hours: WindowHours = None
+) -> VersionSignal:
+    """How people rated the replies of ``name`` (``base``: the base model)."""
+    version = None
+    if name != BASE_NAME:
+        try:
+            version = get_version(session, name)
+        except RegistryError as exc:
+            raise _not_found(exc) from exc
+    return version_signal(session, version, since=_since(window_hours))
 
 
 @router.post("/models/rollback", tags=["models"])

@@ -24,7 +24,7 @@ from brandvoice.bot.services import make_worker
 from brandvoice.inference.chat import Sampling
 from brandvoice.store.audit import record_refusal
 from brandvoice.store.db import session_scope
-from brandvoice.store.models import RunStatus, TrainingRun
+from brandvoice.store.models import RunStatus, TrainingRun, utcnow
 from brandvoice.store.runs import (
     ActiveRunError,
     claim_next_run,
@@ -33,7 +33,9 @@ from brandvoice.store.runs import (
     requeue_run,
     waiting_reasons,
 )
+from brandvoice.store.signal import version_signals
 from brandvoice.trainer.eval_report import report_of
+from brandvoice.trainer.production_signal import report_signal
 from brandvoice.trainer.registry import (
     RegistryError,
     discard_version,
@@ -156,19 +158,42 @@ def _confirm_hosted_cost(backend: str, snapshot_id: int | None, yes: bool) -> in
     return chosen.id
 
 
+WindowHours = Annotated[
+    float | None,
+    typer.Option(
+        min=0.001,
+        help="Count only replies served in the last this many hours (default: all time).",
+    ),
+]
+
+
 @friendly_errors
-def eval_command(version: str) -> None:
-    """Show the evaluation report of VERSION."""
+def eval_command(
+    version: str,
+    window_hours: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="The production signal over the last this many hours "
+            "(default: SIGNAL_WINDOW_HOURS).",
+        ),
+    ] = None,
+) -> None:
+    """Show the evaluation report of VERSION, with the production signal as it stands now."""
     from brandvoice.bot.cli.report import print_report
 
+    hours = window_hours or settings().signal_window_hours
     with session_scope(engine()) as session:
-        print_report(get_version(session, version))
+        chosen = get_version(session, version)
+        signal = report_signal(session, chosen, timedelta(hours=hours), utcnow())
+        print_report(chosen, signal)
 
 
 @models_app.command("list")
 @friendly_errors
-def list_models() -> None:
-    """Every version, its status and headline metrics."""
+def list_models(window_hours: WindowHours = None) -> None:
+    """Every version, its status, headline metrics and how people rated its replies (95%
+    Wilson intervals)."""
     table = Table()
     for column in (
         "version",
@@ -178,11 +203,19 @@ def list_models() -> None:
         "win vs prod.",
         "verdict",
         "promoted by",
+        "replies",
+        "👍/👎",
+        "👎 rate",
+        "approved",
+        "corrected",
     ):
         table.add_column(column)
+    since = utcnow() - timedelta(hours=window_hours) if window_hours else None
     with session_scope(engine()) as session:
+        signals = version_signals(session, since=since)
         for v in list_versions(session):
             report = report_of(v)
+            signal = signals[v.id]
             table.add_row(
                 v.name,
                 v.status,
@@ -191,8 +224,25 @@ def list_models() -> None:
                 str(report.win_rate.vs_production) if report else "–",
                 ("promote" if report.verdict.recommend_promote else "hold") if report else "–",
                 f"{v.promoted_by} {v.promoted_at:%Y-%m-%d %H:%M}" if v.promoted_at else "",
+                str(signal.served),
+                f"{signal.up_votes}/{signal.down_votes}",
+                signal.down_rate.describe(),
+                signal.approval_rate.describe(),
+                signal.correction_rate.describe(),
             )
+        base = signals[None]
+        if base.served:
+            table.add_row(
+                base.version, "", settings().base_model, "–", "–", "–", "", str(base.served),
+                f"{base.up_votes}/{base.down_votes}", base.down_rate.describe(),
+                base.approval_rate.describe(), base.correction_rate.describe(),
+            )  # fmt: skip
     console.print(table)
+    window = f"the last {window_hours:g} h" if window_hours else "all time"
+    console.print(
+        f"replies served {window}; 👎 rate: replies with a 👎 of those with any 👍/👎; "
+        "approved, corrected: of replies served; 95% Wilson intervals"
+    )
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from brandvoice.bot.cli.context import console
 from brandvoice.store.models import ModelVersion
-from brandvoice.trainer.eval_report import EvalReport, report_of
+from brandvoice.trainer.eval_report import EvalReport, ProductionSignal, report_of
 
 
 def _arrow(candidate: float | None, production: float | None, higher_is_better: bool) -> str:
@@ -39,6 +39,8 @@ def report_renderable(name: str, report: EvalReport) -> RenderableType:
         table.add_row("perplexity vs base (forgetting)", "1.00", f"{report.forgetting:.2f}x", "")
     parts: list[RenderableType] = [table]
     parts.extend(Text(f"not measured: {reason}") for reason in report.not_measured)
+    if report.production_signal is not None:
+        parts.append(signal_table(report.production_signal))
     for sample in report.samples:
         body = Text()
         for label, text in (
@@ -60,9 +62,30 @@ def report_renderable(name: str, report: EvalReport) -> RenderableType:
     return Group(*parts)
 
 
-def print_report(version: ModelVersion) -> None:
+def signal_table(signal: ProductionSignal) -> Table:
+    """How people rated production's replies (and the candidate's), with 95% Wilson intervals."""
+    table = Table(
+        title=f"production signal, replies served {signal.window}",
+        caption="👎 rate: replies with a 👎 of those with any 👍/👎; "
+        "approved, corrected: of replies served",
+    )
+    for column in ("version", "replies", "👍", "👎", "👎 rate", "approved", "corrected"):
+        table.add_column(column)
+    for role, s in signal.versions():
+        table.add_row(
+            f"{s.version} ({role})", str(s.served), str(s.up_votes), str(s.down_votes),
+            s.down_rate.describe(), s.approval_rate.describe(), s.correction_rate.describe(),
+        )  # fmt: skip
+    return table
+
+
+def print_report(version: ModelVersion, signal: ProductionSignal | None = None) -> None:
+    """The report of ``version``; with ``signal``, the production signal measured now instead of
+    the one stored with the report."""
     report = report_of(version)
     if report is None:
         console.print(f"{version.name} has no evaluation report")
         return
+    if signal is not None:
+        report = report.with_signal(signal)
     console.print(report_renderable(version.name, report))

@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from brandvoice.store.models import ModelVersion
-from brandvoice.trainer.eval_report import EvalReport
+from brandvoice.store.signal import BASE_MODEL, VersionSignal
+from brandvoice.trainer.eval_report import EvalReport, ProductionSignal
+from brandvoice.trainer.production_signal import SignalAlert
 
 SECTION_LIMIT = 3000
 """Slack refuses a section whose text is longer (``invalid_blocks``)."""
@@ -23,6 +25,7 @@ INPUT_LIMIT = 3000
 REPLY_EVENT_TYPE = "brandvoice_reply"
 PROMOTE_ACTION = "report_promote"
 DISCARD_ACTION = "report_discard"
+ROLLBACK_ACTION = "signal_rollback"
 APPROVE_CORRECTION_ACTION = "correction_approve"
 REJECT_CORRECTION_ACTION = "correction_reject"
 CORRECTION_SHORTCUT = "improve_reply"
@@ -338,6 +341,8 @@ def build_report_blocks(version: ModelVersion, report: EvalReport) -> list[Block
         blocks.append({"type": "section", "fields": [mrkdwn(t) for t in lines[start : start + 10]]})
     if report.not_measured:
         blocks.append(context(truncate("Not measured: " + "; ".join(report.not_measured), 3000)))
+    if report.production_signal is not None:
+        blocks.extend(signal_blocks(report.production_signal))
     for number, sample in enumerate(report.samples[:3], start=1):
         blocks.append({"type": "divider"})
         text = f"*Sample {number}*\n{quote(sample.prompt, 500)}"
@@ -360,6 +365,100 @@ def build_report_blocks(version: ModelVersion, report: EvalReport) -> list[Block
     blocks.append(section(f"*Verdict:* {headline}" + (f" — {reason}" if reason else "")))
     blocks.append(report_actions(name))
     return blocks
+
+
+def signal_text(label: str, signal: VersionSignal) -> str:
+    """One version's production signal as a section field."""
+    if not signal.served:
+        return f"*{label}*\nno replies served"
+    return truncate(
+        f"*{label}*\n{signal.served} replies · 👍 {signal.up_votes} · 👎 {signal.down_votes}\n"
+        f"👎 rate {signal.down_rate.describe()}\n"
+        f"approved {signal.approval_rate.describe()}\n"
+        f"corrected {signal.correction_rate.describe()}",
+        FIELD_LIMIT,
+    )
+
+
+def signal_blocks(signal: ProductionSignal) -> list[Block]:
+    """The production signal beside the offline metrics: people's votes, approvals and
+    corrections per reply, with 95% Wilson intervals."""
+    fields = [mrkdwn(signal_text(f"{s.version} ({role})", s)) for role, s in signal.versions()]
+    return [
+        section(f"*Production signal* · replies served {signal.window}"),
+        {"type": "section", "fields": fields},
+        context(
+            "👎 rate: replies with a 👎 of those with any 👍/👎; approved and corrected: of "
+            "replies served · 95% Wilson intervals"
+        ),
+    ]
+
+
+def build_signal_alert_blocks(alert: SignalAlert, base_model: str) -> list[Block]:
+    """The alert on a promoted version whose 👎 rate is significantly worse than its
+    predecessor's: both signals, the test, and a Roll back button (none when already done)."""
+    restores = (
+        alert.predecessor if alert.predecessor != BASE_MODEL else f"the base model `{base_model}`"
+    )
+    hours = f"{alert.window_hours:g} h"
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(f"⚠️ {alert.version}: more 👎 than {alert.predecessor}")},
+        section(
+            f"The 👎 rate of *{alert.version}* in production is significantly higher than that of "
+            f"{restores}, which a rollback restores."
+        ),
+        {
+            "type": "section",
+            "fields": [
+                mrkdwn(signal_text(f"{alert.version}, its last {hours}", alert.current)),
+                mrkdwn(signal_text(f"{alert.predecessor}, {hours} before", alert.previous)),
+            ],
+        },
+        context(
+            f"One-sided two-proportion z-test of the 👎 rates: z = {alert.test.z:.2f}, "
+            f"p = {alert.test.p_value:.2g} < α = {alert.alpha:g}"
+        ),
+    ]
+    if alert.rolled_back:
+        blocks.append(
+            section(
+                f"↩️ brandvoice rolled *{alert.version}* back (AUTO_ROLLBACK); {restores} answers again."
+            )
+        )
+    else:
+        blocks.append(rollback_actions(alert.version, restores))
+    return blocks
+
+
+def rollback_actions(version: str, restores: str) -> Block:
+    return {
+        "type": "actions",
+        "block_id": f"signal_actions:{version}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": ROLLBACK_ACTION,
+                "text": plain(f"Roll back {version}"),
+                "style": "danger",
+                "value": version,
+                "confirm": {
+                    "title": plain(f"Roll back {version}?"),
+                    "text": mrkdwn(f"{restores} will answer again from the next message."),
+                    "confirm": plain("Roll back"),
+                    "deny": plain("Cancel"),
+                },
+            }
+        ],
+    }
+
+
+def signal_alert_text(alert: SignalAlert) -> str:
+    """Notification and fallback text of the alert."""
+    done = " (rolled back automatically)" if alert.rolled_back else ""
+    return (
+        f"{alert.version} gets significantly more 👎 than {alert.predecessor}: "
+        f"{alert.current.down_rate.describe()} against {alert.previous.down_rate.describe()}" + done
+    )
 
 
 def report_actions(version: str) -> Block:

@@ -7,6 +7,7 @@ a rollback, a queued retrain, a new schedule). Unknown input gets the help.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlmodel import Session
@@ -53,7 +54,7 @@ AUDITED_ACTIONS = {
 """The audit action of each command that changes something; refusals are audited as ``….refused``."""
 
 HELP = """*brandvoice* teaches the bot your team's voice.
-`/brandvoice status`: the model in production, the dataset, the last and next retrain
+`/brandvoice status`: the model in production and how people rate it, the dataset, the last and next retrain
 `/brandvoice dataset`: examples by status, source and split
 `/brandvoice train [force]`: queue a retrain now _(curators)_
 `/brandvoice promote VERSION`: put a version in production _(curators)_
@@ -126,7 +127,8 @@ async def _audit_refusal(deps: SlackDeps, user: str, command: Command, reason: s
 
 def _status(session: Session, deps: SlackDeps, user: str, arg: str) -> CommandReply:
     settings = deps.settings
-    summary = status_summary(session, settings.retrain_schedule, settings.timezone)
+    window = timedelta(hours=settings.signal_window_hours)
+    summary = status_summary(session, settings.retrain_schedule, settings.timezone, window)
     lines = []
     version = summary.promoted
     if version is None:
@@ -142,6 +144,8 @@ def _status(session: Session, deps: SlackDeps, user: str, arg: str) -> CommandRe
             f"*In production:* {version.name}, promoted by <@{version.promoted_by}>{when}"
             + (f" · {scores}" if scores else "")
         )
+    since = f"since {slack_date(summary.signal.since)}" if summary.signal.since else "all time"
+    lines.append(f"*With people* ({since}): {summary.signal.summary()}")
     lines.append("*Dataset:* " + _counts_line(summary.counts))
     run = summary.last_run
     if run is None:

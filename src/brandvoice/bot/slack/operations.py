@@ -2,13 +2,13 @@
 
 ``train`` and ``generate`` only enqueue a run (through the one enqueue service) that the worker
 claims; ``schedule`` stores the cron the scheduler reads; ``status`` and ``dataset`` summarize the
-store.
+store (``status`` with the production signal of the model in production).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
@@ -19,6 +19,7 @@ from brandvoice.store.examples import example_counts
 from brandvoice.store.kv import get_setting, set_setting
 from brandvoice.store.models import DatasetSnapshot, ModelVersion, TrainingRun, utcnow
 from brandvoice.store.runs import ActiveRunError
+from brandvoice.store.signal import VersionSignal, version_signal
 from brandvoice.trainer.registry import promoted_version
 
 
@@ -83,17 +84,27 @@ class StatusSummary:
     last_run: TrainingRun | None
     schedule: str
     next_run: datetime | None
+    signal: VersionSignal
+    """How the model in production (or the base model) fared in the signal window."""
 
 
-def status_summary(session: Session, default_schedule: str, timezone: str) -> StatusSummary:
+def status_summary(
+    session: Session, default_schedule: str, timezone: str, signal_window: timedelta
+) -> StatusSummary:
     last_run = session.exec(select(TrainingRun).order_by(col(TrainingRun.id).desc())).first()
     schedule = current_schedule(session, default_schedule)
+    promoted = promoted_version(session)
+    now = utcnow()
+    since = now - signal_window
+    if promoted is not None and promoted.promoted_at is not None:
+        since = max(since, promoted.promoted_at)
     return StatusSummary(
-        promoted=promoted_version(session),
+        promoted=promoted,
         counts=example_counts(session),
         last_run=last_run,
         schedule=schedule,
-        next_run=next_run_at(schedule, timezone),
+        next_run=next_run_at(schedule, timezone, now),
+        signal=version_signal(session, promoted, since=since),
     )
 
 
