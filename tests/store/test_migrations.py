@@ -57,3 +57,19 @@ def test_the_run_kind_migration_moves_generation_runs_out_of_their_config(databa
             {"train": {"epochs": 2}},
         ]
     engine.dispose()
+
+
+def test_the_preference_pair_migration_downgrades_and_upgrades_again(database_url):
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from brandvoice.store.db import alembic_config, make_engine
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    assert "preferencepair" in inspect(engine).get_table_names()
+    command.downgrade(alembic_config(engine), "slack_processed_events")
+    assert "preferencepair" not in inspect(engine).get_table_names()
+    upgrade(engine)
+    assert migrations_current(engine)
+    engine.dispose()

@@ -94,6 +94,8 @@ def snapshot_options(settings: Settings, epochs: int | None = None) -> SnapshotO
         eval_passes=billed_eval_passes(settings.training_backend, epochs, True),
         price_per_million_tokens=settings.price_per_million_tokens,
         max_tokens_per_example=settings.max_example_tokens or DEFAULT_MAX_TOKENS,
+        redactor=settings.redactor,
+        val_share=settings.val_share,
     )
 
 

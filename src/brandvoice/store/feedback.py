@@ -20,6 +20,7 @@ from brandvoice.store.examples import (
     DEFAULT_VAL_SHARE,
     NewExample,
     add_examples,
+    content_hash,
     set_example_status,
 )
 from brandvoice.store.jsonl import TokenCounter
@@ -31,6 +32,7 @@ from brandvoice.store.models import (
     ProcessedEvent,
     utcnow,
 )
+from brandvoice.store.preferences import add_correction_pair
 from brandvoice.store.redact import Redactor
 from brandvoice.store.votes import Approval, approval_decision, vote_tallies
 
@@ -211,6 +213,8 @@ class CorrectionResult:
     example_id: int | None
     """None when the same conversation is already stored."""
     status: ExampleStatus
+    pair_id: int | None = None
+    """The preference pair (corrected reply over the bot's), None when already stored."""
 
 
 def submit_correction(
@@ -227,11 +231,13 @@ def submit_correction(
     """Store the reply the bot should have given, paired with the one it gave.
 
     Approved when a curator wrote it, pending review otherwise. The original reply is kept in
-    the provenance (``rejected_reply``) so the pair can serve preference training later.
+    the provenance (``rejected_reply``), and the pair (corrected over original) is stored in the
+    same transaction for preference training, which uses it once the example is approved.
     """
     status = ExampleStatus.APPROVED if approved else ExampleStatus.PENDING
+    corrected = corrected_reply.strip()
     new = NewExample(
-        messages=conversation_with_reply(interaction, corrected_reply.strip()),
+        messages=conversation_with_reply(interaction, corrected),
         source=ExampleSource.CORRECTION,
         status=status,
         approvers=[user] if approved else [],
@@ -247,15 +253,36 @@ def submit_correction(
     )
     result = add_examples(session, [new], count_tokens, redactor, val_share)
     example_id = result.inserted_ids[0] if result.inserted_ids else None
+    pair_id = add_correction_pair(
+        session,
+        interaction,
+        corrected,
+        example_id=example_id or _stored_example_id(session, new.messages, redactor),
+        corrected_by=user,
+        redactor=redactor,
+        val_share=val_share,
+    )
     if example_id is not None:
         record_audit(
             session,
             user,
             "example.correction",
             f"example:{example_id}",
-            {"interaction_id": interaction.id, "status": status.value},
+            {"interaction_id": interaction.id, "status": status.value, "pair_id": pair_id},
         )
-    return CorrectionResult(example_id, status)
+    return CorrectionResult(example_id, status, pair_id)
+
+
+def _stored_example_id(
+    session: Session, messages: list[dict[str, Any]], redactor: Redactor | None
+) -> int:
+    """The id of the stored example with the same content as ``messages`` once redacted."""
+    redacted, _ = (redactor or Redactor()).redact_messages(messages)
+    query = select(Example.id).where(Example.content_hash == content_hash(redacted))
+    found = session.exec(query).first()
+    if found is None:
+        raise LookupError("the correction was neither stored nor found as a duplicate")
+    return found
 
 
 def decide_pending_example(

@@ -45,6 +45,14 @@ class ExampleStatus(StrEnum):
     RETIRED = "retired"
 
 
+class PreferenceSource(StrEnum):
+    """Where a preference pair came from: a person's correction, or a 👎 reply that the same
+    request later got an approved answer to."""
+
+    CORRECTION = "correction"
+    DOWNVOTE = "downvote"
+
+
 class Split(StrEnum):
     TRAIN = "train"
     VAL = "val"
@@ -136,6 +144,31 @@ class Example(SQLModel, table=True):
     created_by: str | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PreferencePair(SQLModel, table=True):
+    """A prompt with the reply people preferred and one they did not, for preference training.
+
+    Texts are redacted like examples'; the split follows the prompt's hash (and any validation
+    example with the same prompt), so a validation prompt never trains.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    prompt_messages: list[dict[str, Any]] = json_column()
+    """The conversation up to the reply (system prompt and thread), in OpenAI's chat format."""
+    chosen: str
+    rejected: str
+    source: PreferenceSource = enum_column(PreferenceSource, index=True)
+    example_id: int = Field(foreign_key="example.id", index=True)
+    """The example whose reply is ``chosen``: the pair is trained on only while it is approved."""
+    interaction_id: int | None = Field(default=None, foreign_key="interaction.id", index=True)
+    """The bot reply that was ``rejected``."""
+    prompt_hash: str = Field(index=True, max_length=64)
+    content_hash: str = Field(unique=True, max_length=64)
+    split: Split = enum_column(Split)
+    redactions: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    provenance: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class DatasetSnapshot(SQLModel, table=True):

@@ -3,24 +3,41 @@
 The validation set holds real examples only. Synthetic examples follow their parent's split, so
 a child of a validation example never reaches training, and each real example contributes at most
 ``synthetic_per_example`` children, the best scored first.
+
+Preference pairs go beside them, in TRL's conversational DPO format (``preference_train.jsonl``,
+``preference_val.jsonl``): the pairs derivable now, whose chosen example is approved, split by
+their prompt so that no validation prompt is in ``preference_train``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from brandvoice.store.examples import hash_fraction
+from brandvoice.store.examples import DEFAULT_VAL_SHARE, hash_fraction
 from brandvoice.store.jsonl import DEFAULT_MAX_TOKENS, write_jsonl
-from brandvoice.store.models import DatasetSnapshot, Example, ExampleSource, ExampleStatus, Split
+from brandvoice.store.models import (
+    DatasetSnapshot,
+    Example,
+    ExampleSource,
+    ExampleStatus,
+    PreferencePair,
+    Split,
+)
+from brandvoice.store.preference_jsonl import trl_record, write_records
+from brandvoice.store.preferences import derive_preference_pairs, split_pairs, trainable_pairs
+from brandvoice.store.redact import Redactor
 
 MIN_EXAMPLES_FOR_VALIDATION = 5
+PREFERENCE_TRAIN_FILE = "preference_train.jsonl"
+PREFERENCE_VAL_FILE = "preference_val.jsonl"
+PREFERENCE_FILES = (PREFERENCE_TRAIN_FILE, PREFERENCE_VAL_FILE)
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,10 @@ class SnapshotOptions:
     """Passes over the validation set the hosted provider bills (Together: one per epoch)."""
     price_per_million_tokens: float = 0.0
     max_tokens_per_example: int = DEFAULT_MAX_TOKENS
+    redactor: Redactor = field(default_factory=Redactor)
+    """Redacts the texts of preference pairs derived while snapshotting (as for examples)."""
+    val_share: float = DEFAULT_VAL_SHARE
+    """Validation share of newly derived preference pairs (as for examples)."""
 
 
 def estimate_training_cost(
@@ -103,12 +124,42 @@ def _ensure_validation_example(
     session.flush()
 
 
-def snapshot_hash(train: list[Example], val: list[Example]) -> str:
+def snapshot_hash(
+    train: list[Example],
+    val: list[Example],
+    pair_train: Sequence[PreferencePair] = (),
+    pair_val: Sequence[PreferencePair] = (),
+) -> str:
+    """Hash of what a snapshot holds; without pairs, the same as before pairs existed."""
     digest = hashlib.sha256()
     for split, examples in (("train", train), ("val", val)):
         for content in sorted(e.content_hash for e in examples):
             digest.update(f"{split}:{content}\n".encode())
+    for split, pairs in (("preference_train", pair_train), ("preference_val", pair_val)):
+        for content in sorted(p.content_hash for p in pairs):
+            digest.update(f"{split}:{content}\n".encode())
     return digest.hexdigest()
+
+
+def preference_paths(snapshot: DatasetSnapshot) -> tuple[Path, Path]:
+    """Where a snapshot's preference pairs are: (train, val) beside its train and val files.
+
+    Snapshots taken before pairs existed may lack them; read them as holding no pairs."""
+    folder = Path(snapshot.train_path).parent
+    return folder / PREFERENCE_TRAIN_FILE, folder / PREFERENCE_VAL_FILE
+
+
+def preference_stats(
+    pair_train: Sequence[PreferencePair], pair_val: Sequence[PreferencePair]
+) -> dict[str, Any]:
+    by_source: Counter[str] = Counter(str(p.source) for p in (*pair_train, *pair_val))
+    return {
+        "train": len(pair_train),
+        "val": len(pair_val),
+        "by_source": dict(sorted(by_source.items())),
+        "train_ids": [p.id for p in pair_train],
+        "val_ids": [p.id for p in pair_val],
+    }
 
 
 def snapshot_stats(
@@ -146,30 +197,42 @@ def snapshot_dataset(
     options: SnapshotOptions | None = None,
     actor: str | None = None,
 ) -> tuple[DatasetSnapshot, bool]:
-    """Snapshot the approved examples; returns (snapshot, created). The same examples give the same
-    snapshot back instead of a new one."""
+    """Snapshot the approved examples and their preference pairs; returns (snapshot, created).
+    The same content gives the same snapshot back instead of a new one.
+
+    Pairs are derived first (corrections, 👎 replies answered well since), so every snapshot
+    holds every pair the store implies."""
     options = options or SnapshotOptions()
     train, val = select_examples(session, options.synthetic_per_example)
     if not train:
         raise ValueError("no approved training examples to snapshot; import or approve some first")
-    digest = snapshot_hash(train, val)
+    derive_preference_pairs(session, options.redactor, options.val_share)
+    pair_train, pair_val = split_pairs(session, trainable_pairs(session))
+    digest = snapshot_hash(train, val, pair_train, pair_val)
     existing = session.exec(
         select(DatasetSnapshot).where(DatasetSnapshot.content_hash == digest)
     ).first()
-    if existing is not None and Path(existing.train_path).is_file():
-        return existing, False
     folder = Path(artifacts_dir) / "snapshots" / digest[:16]
     train_path, val_path = folder / "train.jsonl", folder / "val.jsonl"
+    if existing is not None:
+        train_path, val_path = Path(existing.train_path), Path(existing.val_path)
+    files = (train_path, val_path, *(train_path.parent / name for name in PREFERENCE_FILES))
+    if existing is not None and all(path.is_file() for path in files):
+        return existing, False
     write_jsonl(train_path, (e.messages for e in train))
     write_jsonl(val_path, (e.messages for e in val))
+    for path, pairs in zip(files[2:], (pair_train, pair_val), strict=True):
+        write_records(path, (trl_record(p.prompt_messages, p.chosen, p.rejected) for p in pairs))
     if existing is not None:
         return existing, False
+    stats = snapshot_stats(train, val, options)
+    stats["preference"] = preference_stats(pair_train, pair_val)
     snapshot = DatasetSnapshot(
         content_hash=digest,
         example_ids=[e.id for e in (*train, *val) if e.id is not None],
         train_path=str(train_path),
         val_path=str(val_path),
-        stats=snapshot_stats(train, val, options),
+        stats=stats,
         created_by=actor,
     )
     session.add(snapshot)

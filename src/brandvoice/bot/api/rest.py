@@ -34,13 +34,17 @@ from brandvoice.store.models import (
     ExampleSource,
     ExampleStatus,
     ModelVersion,
+    PreferencePair,
+    PreferenceSource,
     Split,
     TrainingRun,
     VersionStatus,
     utcnow,
 )
+from brandvoice.store.preferences import list_pairs
 from brandvoice.store.runs import ActiveRunError, latest_runs, request_cancel
 from brandvoice.store.signal import VersionSignal, version_signal, version_signals
+from brandvoice.store.snapshots import preference_paths
 from brandvoice.trainer.eval_report import EvalReport, report_of
 from brandvoice.trainer.registry import (
     RegistryError,
@@ -133,15 +137,35 @@ def get_snapshots(session: SessionDep) -> list[DatasetSnapshot]:
 
 @router.get("/snapshots/{snapshot_id}/{split}.jsonl", tags=["snapshots"])
 def download_snapshot(
-    snapshot_id: RowId, split: Literal["train", "val"], session: SessionDep
+    snapshot_id: RowId,
+    split: Literal["train", "val", "preference_train", "preference_val"],
+    session: SessionDep,
 ) -> FileResponse:
     snapshot = session.get(DatasetSnapshot, snapshot_id)
     if snapshot is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"snapshot {snapshot_id} does not exist")
-    path = Path(snapshot.train_path if split == "train" else snapshot.val_path)
+    pair_train, pair_val = preference_paths(snapshot)
+    path = {
+        "train": Path(snapshot.train_path),
+        "val": Path(snapshot.val_path),
+        "preference_train": pair_train,
+        "preference_val": pair_val,
+    }[split]
     if not path.is_file():
         raise HTTPException(status.HTTP_410_GONE, f"{path} is no longer on disk")
     return FileResponse(path, media_type="application/jsonl", filename=f"{split}.jsonl")
+
+
+@router.get("/pairs", response_model=list[PreferencePair], tags=["pairs"])
+def get_pairs(
+    session: SessionDep,
+    source: PreferenceSource | None = None,
+    split: Split | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Offset = 0,
+) -> list[PreferencePair]:
+    """Stored preference pairs (chosen over rejected reply), oldest first, with provenance."""
+    return list_pairs(session, source, split, limit, offset)
 
 
 @router.get("/runs", response_model=list[TrainingRun], tags=["runs"])
