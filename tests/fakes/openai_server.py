@@ -6,7 +6,9 @@ has a default handler, and a request with ``"stream": true`` gets its ``chat.com
 server-sent ``chat.completion.chunk`` events the way OpenAI streams them (usage in a last chunk
 when ``stream_options.include_usage`` asks for it, then ``[DONE]``); other routes are added with :meth:`FakeOpenAIServer.add_route`, whose path
 templates take ``{name}`` parameters. :class:`FakeFineTuning` adds OpenAI's files and fine-tuning
-routes (jobs, events, cancel) with jobs that move along a scripted :class:`JobPlan`.
+routes (jobs, events, cancel) with jobs that move along a scripted :class:`JobPlan`: supervised
+and DPO jobs (``method.type``), DPO on an existing fine-tuned model, files checked against the
+method's documented line shape when the job leaves ``validating_files``.
 """
 
 from __future__ import annotations
@@ -328,6 +330,8 @@ class FakeFineTuning:
         self.files: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.events: dict[str, list[dict[str, Any]]] = {}
+        self.file_errors: dict[str, dict[str, Any] | None] = {}
+        """Why each job's files are invalid (found when the job leaves ``validating_files``)."""
         self._ticks: dict[str, int] = {}
         self._steps_done: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -366,8 +370,16 @@ class FakeFineTuning:
                 return openai_error(
                     400, f"invalid {key}: {body[key]}", param=key, code="invalid_file"
                 )
-        supervised = (body.get("method") or {}).get("supervised") or {}
+        method = body.get("method") or {"type": "supervised"}
+        kind = method.get("type")
+        if kind not in ("supervised", "dpo"):
+            return openai_error(400, f"Invalid method type: {kind!r}", param="method.type")
+        hyperparameters = (method.get(kind) or {}).get("hyperparameters") or {}
+        refused = _method_problem(kind, hyperparameters) or self._model_problem(body.get("model"))
+        if refused:
+            return refused
         job_id = self.server.next_id("ftjob")
+        self.file_errors[job_id] = self._file_problem(body, kind)
         job = {
             "object": "fine_tuning.job",
             "id": job_id,
@@ -380,7 +392,7 @@ class FakeFineTuning:
             "status": "validating_files",
             "validation_file": body.get("validation_file"),
             "training_file": body.get("training_file"),
-            "hyperparameters": supervised.get("hyperparameters", {}),
+            "hyperparameters": hyperparameters,
             "method": body.get("method"),
             "trained_tokens": None,
             "error": None,
@@ -407,10 +419,48 @@ class FakeFineTuning:
                 self._advance(job)
             return FakeResponse(200, dict(job))
 
+    def _model_problem(self, model: Any) -> FakeResponse | None:
+        """A fine-tuned model (``ft:...``) can be trained further only if it exists."""
+        if not isinstance(model, str) or not model:
+            return openai_error(400, "Missing required parameter: 'model'.", param="model")
+        tuned = {job["fine_tuned_model"] for job in self.jobs.values()}
+        if model.startswith("ft:") and model not in tuned:
+            return openai_error(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                param="model",
+                code="model_not_found",
+            )
+        return None
+
+    def _file_problem(self, body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+        """OpenAI validates files after accepting the job: each line must be a chat example
+        (``supervised``) or a preference pair (``dpo``), else the job fails."""
+        for key in ("training_file", "validation_file"):
+            file_id = body.get(key)
+            if file_id is None:
+                continue
+            content = self.files[file_id]["content"].decode("utf-8", "replace")
+            for number, line in enumerate(content.splitlines(), start=1):
+                problem = _line_problem(line, kind)
+                if problem:
+                    return {
+                        "code": f"invalid_{key}",
+                        "param": key,
+                        "message": f"The job failed due to an invalid {key.replace('_', ' ')}. "
+                        f"Line {number}: {problem}",
+                    }
+        return None
+
     def _advance(self, job: dict[str, Any]) -> None:
         job_id, plan = job["id"], self.plan
         tick = self._ticks[job_id] = self._ticks[job_id] + 1
         status = plan.statuses[min(tick, len(plan.statuses) - 1)]
+        if status != "validating_files" and self.file_errors.get(job_id):
+            error = self.file_errors[job_id]
+            job.update(status="failed", error=error, finished_at=int(time.time()))
+            self._event(job_id, f"Fine-tuning job failed: {error['message']}", level="error")
+            return
         entering = status != job["status"]
         job["status"] = status
         if status == "queued" and entering:
@@ -421,7 +471,8 @@ class FakeFineTuning:
             self._metrics(job_id, 1)
         elif status == "succeeded" and entering:
             self._metrics(job_id, len(plan.losses))
-            model = f"ft:{job['model']}:fake-org:{job['user_provided_suffix']}:Ab{job_id[6:]:0>6}"
+            base = job["model"].split(":")[1] if job["model"].startswith("ft:") else job["model"]
+            model = f"ft:{base}:fake-org:{job['user_provided_suffix']}:Ab{job_id[6:]:0>6}"
             job.update(
                 fine_tuned_model=model,
                 finished_at=int(time.time()),
@@ -501,6 +552,67 @@ class FakeFineTuning:
             job.update(status="cancelled", finished_at=int(time.time()))
             self._event(job_id, "Fine-tuning job cancelled")
             return FakeResponse(200, dict(job))
+
+
+def _method_problem(kind: str, hyperparameters: Mapping[str, Any]) -> FakeResponse | None:
+    """Hyperparameters each method documents; DPO adds ``beta`` (``auto`` or a positive number)."""
+    allowed = {"n_epochs", "batch_size", "learning_rate_multiplier"}
+    if kind == "dpo":
+        allowed.add("beta")
+        beta = hyperparameters.get("beta", "auto")
+        if beta != "auto" and (
+            isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta <= 2
+        ):
+            return openai_error(
+                400, f"Invalid beta: {beta!r}", param=f"method.{kind}.hyperparameters.beta"
+            )
+    unknown = sorted(set(hyperparameters) - allowed)
+    if unknown:
+        return openai_error(
+            400,
+            f"Unknown hyperparameter {unknown[0]!r} for method {kind}.",
+            param=f"method.{kind}.hyperparameters",
+        )
+    return None
+
+
+def _assistant_reply_problem(value: Any, key: str) -> str | None:
+    if (
+        not isinstance(value, list)
+        or len(value) != 1
+        or not isinstance(value[0], dict)
+        or value[0].get("role") != "assistant"
+        or not isinstance(value[0].get("content"), str)
+    ):
+        return f"'{key}' must hold exactly one assistant message."
+    return None
+
+
+def _line_problem(line: str, kind: str) -> str | None:
+    """Why one JSONL line is not a training example of ``kind`` (OpenAI's documented shapes)."""
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return "not valid JSON."
+    if not isinstance(row, dict):
+        return "not a JSON object."
+    if kind == "supervised":
+        messages = row.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return "missing 'messages'."
+        return None
+    messages = (
+        (row.get("input") or {}).get("messages") if isinstance(row.get("input"), dict) else None
+    )
+    if not isinstance(messages, list) or not messages:
+        return "missing 'input.messages'."
+    for key in ("preferred_output", "non_preferred_output"):
+        problem = _assistant_reply_problem(row.get(key), key)
+        if problem:
+            return problem
+    return None
 
 
 def _job_not_found(job_id: str) -> FakeResponse:

@@ -3,7 +3,9 @@
 It is a :class:`~tests.fakes.openai_server.FakeOpenAIServer` (same recording, scripting and
 OpenAI-compatible ``/v1/chat/completions``) with Together's fine-tuning routes: the file upload
 handshake (``POST /v1/files`` answers 302 to a ``PUT`` of the content, then ``preprocess``), model
-limits, price estimate, LoRA jobs that move along a scripted :class:`TogetherPlan`, events,
+limits, price estimate, LoRA jobs that move along a scripted :class:`TogetherPlan` (supervised, or
+DPO continuing from a completed job's checkpoint, each checked against its documented file
+format), events,
 metrics (a step's training and evaluation metrics as separate rows, as Together documents them),
 cancel, and the adapter download. The SDK's ``base_url`` is :attr:`root_url`.
 """
@@ -31,6 +33,7 @@ from tests.fakes.openai_server import (
     parse_multipart,
 )
 
+PREFERENCE_KEYS = ("input", "preferred_output", "non_preferred_output")
 ADAPTER_CONFIG = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}
 
 
@@ -210,10 +213,28 @@ class FakeTogetherServer(FakeOpenAIServer):
         body = request.body if isinstance(request.body, dict) else {}
         if body.get("training_file") not in self.files:
             return openai_error(400, f"Training file {body.get('training_file')} not found")
+        method = (body.get("training_method") or {}).get("method", "sft")
+        if method not in ("sft", "dpo"):
+            return openai_error(400, f"Unknown training method {method!r}")
+        if bool(body.get("model")) == bool(body.get("from_checkpoint")):
+            return openai_error(400, "Specify either a model or a checkpoint to start from")
+        model = body.get("model")
+        if body.get("from_checkpoint"):
+            parent = self.jobs.get(str(body["from_checkpoint"]).split(":")[0])
+            if parent is None or parent["status"] != "completed":
+                return openai_error(
+                    400, f"Checkpoint {body['from_checkpoint']} not found or not completed"
+                )
+            model = parent["model"]
+        for key in ("training_file", "validation_file"):
+            problem = self._file_problem(body.get(key), method)
+            if problem:
+                return openai_error(400, f"Invalid {key.replace('_', ' ')}: {problem}")
         job_id = f"ft-{len(self.jobs) + 1:08d}-fake"
-        short = str(body.get("model", "")).split("/")[-1]
+        short = str(model or "").split("/")[-1]
         job = {
             **body,
+            "model": model,
             "id": job_id,
             "status": "pending",
             "created_at": _now(),
@@ -228,6 +249,31 @@ class FakeTogetherServer(FakeOpenAIServer):
             self.events[job_id] = []
             self._event(job_id, "job_pending", "Fine-tuning request created")
         return FakeResponse(200, job)
+
+    def _file_problem(self, file_id: Any, method: str) -> str | None:
+        """Together's documented formats: conversational lines (``messages``) for SFT, OpenAI's
+        preference lines (``input``, ``preferred_output``, ``non_preferred_output``) for DPO."""
+        if not file_id:
+            return None
+        file = self.files.get(file_id)
+        if file is None or file["content"] is None:
+            return f"file {file_id} not found"
+        wanted = {"sft": {"messages"}, "dpo": set(PREFERENCE_KEYS)}[method]
+        for number, line in enumerate(file["content"].decode("utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            missing = sorted(wanted - set(row))
+            if missing:
+                return f"line {number} has no {missing[0]!r}, which {method} training needs"
+            if method == "dpo":
+                for key in ("preferred_output", "non_preferred_output"):
+                    reply = row[key]
+                    if not (isinstance(reply, list) and len(reply) == 1):
+                        return f"line {number}: {key} must hold exactly one message"
+                    if reply[0].get("role") != "assistant":
+                        return f"line {number}: {key} must be an assistant message"
+        return None
 
     def _retrieve_job(self, request: RecordedRequest) -> FakeResponse:
         job_id = request.params["job_id"]

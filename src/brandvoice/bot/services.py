@@ -114,6 +114,7 @@ def hosted_config(settings: Settings) -> HostedConfig:
         price_per_million_tokens=settings.price_per_million_tokens,
         poll_interval_s=settings.hosted_poll_interval_s,
         max_poll_interval_s=10 * settings.hosted_poll_interval_s,
+        preference_min_pairs=settings.preference_min_pairs,
     )
 
 

@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     hosted_poll_interval_s: float = Field(
         30.0, description="Seconds between polls of a hosted job (backs off to 10x while idle)."
     )
+    preference_min_pairs: int = Field(
+        20,
+        description="Preference (DPO) training runs only when a snapshot has at least this many training pairs (corrections, thumbs-down replies answered well).",
+    )
 
     # Production signal
     signal_window_hours: float = Field(

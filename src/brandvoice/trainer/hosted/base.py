@@ -58,6 +58,10 @@ class HostedConfig:
     """A call still failing transiently this long after its first try fails the run (it can be
     resumed later); no retry is made whose wait would reach past it."""
     request_timeout_s: float = 120.0
+    preference_min_pairs: int = 20
+    """A preference (DPO) job follows the supervised one only with this many training pairs."""
+    preference_beta: float | None = None
+    """DPO's beta; None: the provider's default (OpenAI ``auto``)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,12 @@ class JobRequest:
     seed: int
     suffix: str
     metadata: dict[str, str] = field(default_factory=dict)
+    method: Literal["supervised", "dpo"] = "supervised"
+    """``dpo``: a preference job on pairs, continuing from the supervised job ``parent_job_id``."""
+    parent_job_id: str | None = None
+    parent_model: str | None = None
+    """The supervised job's fine-tuned model (OpenAI trains the DPO job on it)."""
+    beta: float | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,8 @@ class HostedProvider(Protocol):
     label: str
     """How the provider is named in messages."""
     base_model: str
+    supports_preference: bool
+    """Whether the provider takes a preference (DPO) job on top of a supervised one."""
 
     def token_limit(self) -> int:
         """Most tokens one training example may have for ``base_model``."""

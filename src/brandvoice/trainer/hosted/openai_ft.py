@@ -1,4 +1,4 @@
-"""OpenAI fine-tuning through the ``openai`` SDK: upload, supervised job, events, cancel.
+"""OpenAI fine-tuning through the ``openai`` SDK: upload, supervised and DPO jobs, events, cancel.
 
 OpenAI is winding down self-serve fine-tuning (no new jobs after 2027-01-06, earlier for
 organizations that never used it); its refusal reaches the run as OpenAI's own message with a hint
@@ -55,6 +55,7 @@ class OpenAIFineTuning:
 
     name = "openai"
     label = "OpenAI"
+    supports_preference = True
 
     def __init__(
         self,
@@ -104,15 +105,27 @@ class OpenAIFineTuning:
         return uploaded.id
 
     def request_body(self, request: JobRequest) -> dict[str, Any]:
+        """A supervised job on the base model, or a DPO job on the supervised job's model."""
         hyperparameters: dict[str, Any] = {
             "n_epochs": request.epochs,
             "batch_size": request.batch_size or "auto",
             "learning_rate_multiplier": request.learning_rate_multiplier or "auto",
         }
+        model = self.base_model
+        method: dict[str, Any] = {
+            "type": "supervised",
+            "supervised": {"hyperparameters": hyperparameters},
+        }
+        if request.method == "dpo":
+            if not request.parent_model:
+                raise ValueError("a DPO job on OpenAI needs the supervised job's model")
+            model = request.parent_model
+            beta = request.beta if request.beta is not None else "auto"
+            method = {"type": "dpo", "dpo": {"hyperparameters": {**hyperparameters, "beta": beta}}}
         body: dict[str, Any] = {
-            "model": self.base_model,
+            "model": model,
             "training_file": request.training_file,
-            "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+            "method": method,
             "suffix": request.suffix,
             "seed": request.seed,
         }

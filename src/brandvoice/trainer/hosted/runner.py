@@ -24,7 +24,14 @@ from brandvoice.inference.retry import RetriesExhausted, RetryPolicy, call_with_
 from brandvoice.store.db import session_scope
 from brandvoice.store.jsonl import TokenCounter
 from brandvoice.store.models import DatasetSnapshot, TrainingRun
+from brandvoice.store.preference_jsonl import (
+    PreferenceRecord,
+    openai_record,
+    read_preference_jsonl,
+    write_records,
+)
 from brandvoice.store.runs import RunCancelled, RunClaim, hold_claim
+from brandvoice.store.snapshots import PREFERENCE_TRAIN_FILE, PREFERENCE_VAL_FILE, preference_paths
 from brandvoice.trainer.hosted.base import (
     HostedConfig,
     HostedJob,
@@ -151,6 +158,8 @@ class _JobState:
     cursor: str | None = None
     model_id: str | None = None
     trained_tokens: int | None = None
+    metrics_key: str = "hosted"
+    """Where the run's metrics show this job: ``hosted`` (supervised) or ``hosted_preference``."""
 
     def apply(self, job: HostedJob, update: JobUpdate) -> bool:
         """Take in one poll; True when anything changed."""
@@ -226,6 +235,8 @@ class _JobState:
             "model_id": self.model_id,
             "trained_tokens": self.trained_tokens,
         }
+        if self.metrics_key != "hosted":
+            return {self.metrics_key: hosted}
         train = {"step": self.step}
         if last_train is not None:
             train["loss"] = last_train
@@ -294,11 +305,15 @@ def run_hosted_training(
     claim: RunClaim | None = None,
 ) -> HostedOutcome:
     """Train run ``run_id`` on ``provider``: resume its recorded job, or pre-flight, upload and
-    submit a new one; then follow it to the end. Raises ``RunCancelled`` or
-    :class:`HostedTrainingError` (the provider's message and a hint) when it does not succeed."""
+    submit a new one; then follow it to the end. With enough preference pairs in the snapshot,
+    a preference (DPO) job follows on the supervised model (see :func:`preference_decision`).
+    Raises ``RunCancelled`` or :class:`HostedTrainingError` (the provider's message and a hint)
+    when the supervised job does not succeed."""
     began = clock()
     retry = provider_retry(config, sleep, clock)
-    state = _JobState(provider.name, provider.base_model, start, end)
+    decision = preference_decision(snapshot, provider, config)
+    sft_end = start + (end - start) * SFT_SHARE if decision.used else end
+    state = _JobState(provider.name, provider.base_model, start, sft_end)
     job_id, previous = _recorded_job(engine, run_id)
     if job_id is None:
         job_id = _submit(
@@ -328,8 +343,211 @@ def run_hosted_training(
             "the provider's dashboard"
         )
     training = state.summary(job, seconds=round(clock() - began, 1))
-    adapter = _fetch_adapter(provider, job, output_dir, progress, state, retry, training)
-    return HostedOutcome(job, job.model_id, adapter, training, _hyperparameters(provider, state))
+    hyperparameters = _hyperparameters(provider, state)
+    final, preference = job, decision.as_dict()
+    if decision.used:
+        stage = _PreferenceStage(engine, run_id, snapshot, provider, config, progress, retry, claim)
+        tuned, preference, pref_state = stage.run(
+            job, decision, output_dir, sft_end, end, sleep, count_tokens
+        )
+        if tuned is not None:
+            final = tuned
+            training.update(
+                model_id=tuned.model_id,
+                preference_job=pref_state.summary(tuned, round(clock() - began, 1)),
+            )
+            hyperparameters["preference"] = _hyperparameters(provider, pref_state)
+    training["preference"] = preference
+    progress.progress(sft_end if final is job else end, "preference", {"preference": preference})
+    state.end = end
+    assert final.model_id is not None
+    adapter = _fetch_adapter(provider, final, output_dir, progress, state, retry, training)
+    return HostedOutcome(final, final.model_id, adapter, training, hyperparameters)
+
+
+SFT_SHARE = 0.6
+"""Share of the training progress the supervised job takes when a preference job follows."""
+
+
+@dataclass(frozen=True)
+class PreferenceDecision:
+    """Whether the preference stage runs, on how many training pairs, and why not."""
+
+    pairs: int
+    used: bool
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the run's metrics and the report show: ``{"pairs": n, "used": bool}`` and, when
+        the pairs were not used, the reason."""
+        shown: dict[str, Any] = {"pairs": self.pairs, "used": self.used}
+        if self.reason:
+            shown["reason"] = self.reason
+        return shown
+
+
+def preference_decision(
+    snapshot: DatasetSnapshot, provider: HostedProvider, config: HostedConfig
+) -> PreferenceDecision:
+    """A preference job follows the supervised one when the provider takes DPO jobs and the
+    snapshot has at least ``preference_min_pairs`` (and at least one) training pairs."""
+    pairs = int((snapshot.stats.get("preference") or {}).get("train") or 0)
+    if not provider.supports_preference:
+        reason = f"{provider.label} does not take preference (DPO) fine-tuning jobs"
+        return PreferenceDecision(pairs, False, reason)
+    if pairs == 0 or pairs < config.preference_min_pairs:
+        reason = (
+            f"the snapshot has {pairs} preference training pair(s); PREFERENCE_MIN_PAIRS is "
+            f"{config.preference_min_pairs}"
+        )
+        return PreferenceDecision(pairs, False, reason)
+    return PreferenceDecision(pairs, True)
+
+
+@dataclass
+class _PreferenceStage:
+    """The preference (DPO) job after a supervised one: upload the pairs in the providers'
+    preference format, submit on the supervised model, follow it. A refusal or a failed job
+    leaves the supervised model as the outcome and says why; a run resumed here follows the
+    job it recorded instead of submitting another."""
+
+    engine: Engine
+    run_id: int
+    snapshot: DatasetSnapshot
+    provider: HostedProvider
+    config: HostedConfig
+    progress: Progress
+    retry: Retry[Any]
+    claim: RunClaim | None
+
+    def run(
+        self,
+        sft_job: HostedJob,
+        decision: PreferenceDecision,
+        output_dir: Path,
+        start: float,
+        end: float,
+        sleep: Callable[[float], None],
+        count_tokens: TokenCounter | None,
+    ) -> tuple[HostedJob | None, dict[str, Any], _JobState]:
+        """(the preference job, or None when the pairs were not used; the preference summary;
+        the job's state)."""
+        provider, label = self.provider, self.provider.label
+        state = _JobState(provider.name, sft_job.model_id or "", start, end)
+        state.metrics_key = "hosted_preference"
+        recorded = _recorded_preference_job(self.engine, self.run_id)
+        if recorded.get("sft_job_id") == sft_job.id and recorded.get("job_id"):
+            state.job_id, state.request = recorded["job_id"], recorded.get("request")
+            log.info("run %s resumes %s preference job %s", self.run_id, label, state.job_id)
+        else:
+            try:
+                request, used = self._request(sft_job, output_dir, count_tokens)
+            except HostedTrainingError as exc:
+                if _transient(exc):
+                    raise
+                return None, self._unused(decision.pairs, str(exc)), state
+            if request is None:
+                reason = (
+                    f"{decision.pairs - used} of {decision.pairs} preference pair(s) exceed the "
+                    f"{provider.token_limit():,}-token limit; {used} left, PREFERENCE_MIN_PAIRS "
+                    f"is {self.config.preference_min_pairs}"
+                )
+                return None, self._unused(decision.pairs, reason), state
+            state.request = provider.request_body(request)
+            self.progress.progress(start, f"submit preference job to {label}", state.metrics())
+            try:
+                job = self.retry(lambda: provider.submit(request))
+            except HostedTrainingError as exc:
+                if _transient(exc):
+                    raise
+                reason = f"{label} refused the preference job: {exc.provider_message or exc}"
+                return None, self._unused(decision.pairs, reason), state
+            state.job_id = job.id
+            _record_preference_job(
+                self.engine,
+                self.run_id,
+                {"job_id": job.id, "sft_job_id": sft_job.id, "request": state.request},
+                self.claim,
+            )
+            log.info("run %s submitted %s preference job %s", self.run_id, label, job.id)
+        job = _follow(self.run_id, provider, self.config, self.progress, state, self.retry, sleep)
+        if job.status == "cancelled":
+            raise RunCancelled(f"{label} preference job {job.id} was cancelled at the provider")
+        if job.status != "succeeded" or not job.model_id:
+            reason = f"{label} preference job {job.id} failed: {job.error or 'no reason given'}"
+            log.warning("run %s: %s; the supervised model stands", self.run_id, reason)
+            return None, self._unused(decision.pairs, reason), state
+        return job, {"pairs": decision.pairs, "used": True}, state
+
+    def _unused(self, pairs: int, reason: str) -> dict[str, Any]:
+        return PreferenceDecision(pairs, False, reason).as_dict()
+
+    def _request(
+        self, sft_job: HostedJob, output_dir: Path, count_tokens: TokenCounter | None
+    ) -> tuple[JobRequest | None, int]:
+        """Upload the pairs that fit the token limit; returns the job request (None when too few
+        fit) and how many fit."""
+        train_pairs, val_pairs = preference_paths(self.snapshot)
+        limit = self.provider.token_limit()
+        folder = output_dir / "preference"
+        train = _pairs_within(read_preference_jsonl(train_pairs), limit, count_tokens)
+        val = (
+            _pairs_within(read_preference_jsonl(val_pairs), limit, count_tokens)
+            if val_pairs.is_file()
+            else []
+        )
+        if len(train) < max(1, self.config.preference_min_pairs):
+            return None, len(train)
+        train_file = folder / PREFERENCE_TRAIN_FILE
+        write_records(train_file, (openai_record(p.prompt, p.chosen, p.rejected) for p in train))
+        training_file = self.retry(lambda: self.provider.upload(train_file))
+        validation_file = None
+        if val:
+            val_file = folder / PREFERENCE_VAL_FILE
+            write_records(val_file, (openai_record(p.prompt, p.chosen, p.rejected) for p in val))
+            validation_file = self.retry(lambda: self.provider.upload(val_file))
+        request = JobRequest(
+            training_file=training_file,
+            validation_file=validation_file,
+            epochs=self.config.epochs,
+            batch_size=self.config.batch_size,
+            learning_rate_multiplier=self.config.learning_rate_multiplier,
+            seed=self.config.seed,
+            suffix=f"{self.config.suffix}-r{self.run_id}-dpo",
+            metadata={
+                "brandvoice_run": str(self.run_id),
+                "snapshot": self.snapshot.content_hash[:16],
+                "stage": "preference",
+            },
+            method="dpo",
+            parent_job_id=sft_job.id,
+            parent_model=sft_job.model_id,
+            beta=self.config.preference_beta,
+        )
+        return request, len(train)
+
+
+def _pairs_within(
+    pairs: list[PreferenceRecord], limit: int, count_tokens: TokenCounter | None
+) -> list[PreferenceRecord]:
+    """The pairs whose prompt with either reply fits ``limit`` tokens."""
+    if count_tokens is None:
+        from brandvoice.inference.tokens import count_chat_tokens_batch as count_tokens
+    if not pairs:
+        return []
+    conversations = [
+        [*p.prompt, {"role": "assistant", "content": reply}]
+        for p in pairs
+        for reply in (p.chosen, p.rejected)
+    ]
+    tokens = count_tokens(conversations)
+    return [p for i, p in enumerate(pairs) if max(tokens[2 * i], tokens[2 * i + 1]) <= limit]
+
+
+def _transient(exc: HostedTrainingError) -> bool:
+    """A transient error, or retries of one that ran out: the run fails and can be resumed."""
+    cause = exc.__cause__
+    return exc.transient or (isinstance(cause, HostedTrainingError) and cause.transient)
 
 
 def _submit(
@@ -471,6 +689,26 @@ def _recorded_job(engine: Engine, run_id: int) -> tuple[str | None, dict[str, An
         if run is None:
             raise LookupError(f"run {run_id} does not exist")
         return run.external_job_id, dict(run.metrics.get("hosted") or {})
+
+
+def _recorded_preference_job(engine: Engine, run_id: int) -> dict[str, Any]:
+    with session_scope(engine) as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            raise LookupError(f"run {run_id} does not exist")
+        return dict(run.metrics.get("preference_job") or {})
+
+
+def _record_preference_job(
+    engine: Engine, run_id: int, job: dict[str, Any], claim: RunClaim | None
+) -> None:
+    """Store the preference job on the run the moment the provider accepts it, so a resumed run
+    follows it instead of submitting (and paying for) another."""
+    with session_scope(engine) as session:
+        run = hold_claim(session, claim) if claim else session.get(TrainingRun, run_id)
+        assert run is not None
+        run.metrics = {**run.metrics, "preference_job": job}
+        session.add(run)
 
 
 def _record_job_id(engine: Engine, run_id: int, job_id: str, claim: RunClaim | None) -> None:

@@ -55,6 +55,7 @@ class TogetherFineTuning:
 
     name = "together"
     label = "Together AI"
+    supports_preference = True
 
     def __init__(
         self,
@@ -110,7 +111,10 @@ class TogetherFineTuning:
         return uploaded.id
 
     def request_body(self, request: JobRequest) -> dict[str, Any]:
-        return {
+        """A supervised LoRA job on the base model, or a DPO job continuing from the supervised
+        job's final checkpoint (``from_checkpoint``; Together takes a model or a checkpoint,
+        never both)."""
+        body: dict[str, Any] = {
             "model": self.base_model,
             "training_file": request.training_file,
             "validation_file": request.validation_file or "",
@@ -123,9 +127,19 @@ class TogetherFineTuning:
             "suffix": request.suffix[:40],
             "random_seed": request.seed,
         }
+        if request.method == "dpo":
+            if not request.parent_job_id:
+                raise ValueError("a DPO job on Together AI needs the supervised job to continue")
+            del body["model"], body["train_on_inputs"]  # the SDK refuses both for DPO
+            body.update(
+                training_method="dpo", dpo_beta=request.beta, from_checkpoint=request.parent_job_id
+            )
+        return body
 
     def price_estimate(self, request: JobRequest) -> ProviderEstimate | None:
         """Together's own price for the job on the uploaded files (evaluation passes included)."""
+        if request.method != "supervised":
+            return None  # asked only before the supervised job, whose price the run confirms
         body = self.request_body(request)
         answer = self._call(
             "estimate the job's price",
