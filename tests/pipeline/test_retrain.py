@@ -72,6 +72,8 @@ def test_a_retrain_registers_an_evaluated_candidate_and_writes_its_report(
     assert 0 <= report.win_rate.vs_production <= 1
     assert report.val_loss.candidate > 0 and report.forgetting > 0 and report.not_measured == []
     assert report.training.steps == 2 and report.training.evals
+    assert report.training.preference.used is False  # no corrections yet: the report says so
+    assert "0 training pairs" in report.training.preference.reason
     assert report.snapshot.val >= 1 and len(report.samples) == 2
     assert run.metrics["verdict"] == report.verdict.model_dump()
     html = Path(report.report_path).read_text()

@@ -40,6 +40,7 @@ def pipeline_config(settings: Settings, **train_overrides: Any) -> PipelineConfi
     train = TrainConfig(
         base_model=settings.base_model,
         device=settings.device or "auto",
+        preference_min_pairs=settings.preference_min_pairs,
         **train_overrides,
     )
     general = general_text_path().read_text(encoding="utf-8").splitlines()

@@ -87,6 +87,27 @@ class LossPoint(_OpenPart):
     eval_loss: float | None = None
 
 
+class PreferenceUse(_OpenPart):
+    """Whether the preference stage used the snapshot's pairs, and what it changed."""
+
+    pairs: int = 0
+    used: bool = False
+    reason: str | None = None
+    steps: int | None = None
+    before: dict[str, float] = Field(default_factory=dict)
+    after: dict[str, float] = Field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line for every renderer: what was used, or why not."""
+        if not self.used:
+            return f"preference pairs not used: {self.reason or 'none in the snapshot'}"
+        text = f"preference stage: {self.pairs} pairs, {self.steps} steps"
+        key = "preference_accuracy"
+        if key in self.before and key in self.after:
+            text += f"; validation pairs preferred {self.before[key]:.0%} -> {self.after[key]:.0%}"
+        return text
+
+
 class TrainingSummary(_OpenPart):
     """What training did: a local LoRA run, or a hosted job (``backend``, ``job_id``, ...)."""
 
@@ -104,6 +125,7 @@ class TrainingSummary(_OpenPart):
     job_id: str | None = None
     model_id: str | None = None
     total_steps: int | None = None
+    preference: PreferenceUse | None = None
 
 
 class SnapshotSummary(_OpenPart):

@@ -16,9 +16,9 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -33,6 +33,7 @@ from brandvoice.trainer.lora_model import (
     attention_for,
     build_lora_model,
     check_environment,
+    dropout_active,
     load_adapter_state,
     mean_loss_per_target_token,
     torch_threads,
@@ -50,11 +51,39 @@ from brandvoice.trainer.sft_data import (
 )
 from brandvoice.trainer.voice_probe import VoiceProbe, detect_sign_off
 
+if TYPE_CHECKING:
+    from brandvoice.trainer.preference_data import PreferenceLike
+
 __all__ = ["ProgressLines", "TrainCallback", "TrainResult", "train_lora", "validation_loss"]
 
 log = logging.getLogger(__name__)
 
 Status = Literal["completed", "early_stopped", "cancelled"]
+
+
+class FitStage(Protocol):
+    """What the fit loop drives: supervised training (``_Run``) or the preference stage."""
+
+    config: TrainConfig
+    accelerator: Any
+    loss_module: nn.Module
+    plan: list[list[list[int]]]
+    val: Any
+
+    @property
+    def steps_per_epoch(self) -> int: ...
+
+    def step(self, fit: ckpt.FitState) -> dict[str, float]: ...
+
+    def evaluate(
+        self, fit: ckpt.FitState, best: dict[str, torch.Tensor] | None
+    ) -> tuple[dict[str, float], dict[str, torch.Tensor] | None, bool]: ...
+
+    def save_checkpoint(
+        self, output_dir: Path, fit: ckpt.FitState, best: dict[str, torch.Tensor] | None
+    ) -> None: ...
+
+    def data_counts(self) -> dict[str, int]: ...
 
 
 @dataclass
@@ -84,6 +113,7 @@ def train_lora(
     *,
     base_model: nn.Module | None = None,
     probes: Mapping[str, VoiceProbe] | None = None,
+    preferences: tuple[Sequence[PreferenceLike], Sequence[PreferenceLike]] | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter and write it, with ``manifest.json``, to ``output_dir``.
 
@@ -93,7 +123,9 @@ def train_lora(
     output is not a terminal, progress lines are written there (unless a ``ProgressLines`` is
     among the callbacks already). ``probes`` are scored at every evaluation and reported in
     ``evals`` under their name, never used to choose the adapter (e.g. a benchmark's held-out
-    split).
+    split). ``preferences`` (training and validation pairs) add the preference stage after SFT
+    when there are at least ``config.preference_min_pairs`` of them (``trainer/preference.py``);
+    the manifest's ``preference`` says how many pairs were used, or why none were.
     """
     config = config or TrainConfig()
     output_dir = Path(output_dir)
@@ -103,11 +135,49 @@ def train_lora(
     with torch_threads(config.num_threads):
         run, fit, best, resumed = _prepare(config, train_path, val_path, base_model, resume_from)
         run.report_probes = dict(probes or {})
-        return _fit(run, fit, best, resumed, output_dir, hooks, snapshot_hash)
+        result = fit_stage(run, fit, best, resumed, output_dir, hooks, snapshot_hash)
+        if preferences is not None and result.status != "cancelled":
+            result = _preference_stage(run, result, preferences, hooks, snapshot_hash)
+        return result
 
 
-def _fit(
-    run: _Run,
+def _preference_stage(
+    sft: _Run,
+    result: TrainResult,
+    preferences: tuple[Sequence[PreferenceLike], Sequence[PreferenceLike]],
+    hooks: list[TrainCallback],
+    snapshot_hash: str | None,
+) -> TrainResult:
+    """DPO on the adapter SFT kept; the manifest gains ``preference`` either way."""
+    from brandvoice.trainer.preference import (
+        preference_summary,
+        prepare_preference_run,
+        remove_preference_checkpoints,
+    )
+
+    train_pairs, val_pairs = preferences
+    config, output_dir = sft.config, result.output_dir
+    stage = prepare_preference_run(
+        sft.loss_module, sft.accelerator, config, train_pairs, val_pairs, sft.tokenizer, sft.bf16
+    )
+    if stage is None:
+        reason = (
+            f"{len(train_pairs)} training pairs, fewer than preference_min_pairs="
+            f"{config.preference_min_pairs}"
+        )
+        summary: dict[str, Any] = {"pairs": len(train_pairs), "used": False, "reason": reason}
+    else:
+        done = fit_stage(stage, ckpt.FitState(), None, None, output_dir, hooks, snapshot_hash)
+        remove_preference_checkpoints(output_dir)
+        summary = preference_summary(stage, done)
+    manifest = result.manifest | {"preference": summary}
+    if sft.accelerator.is_main_process:
+        ckpt.write_manifest(output_dir, manifest)
+    return replace(result, manifest=manifest, seconds=result.seconds + summary.get("seconds", 0))
+
+
+def fit_stage(
+    run: FitStage,
     fit: ckpt.FitState,
     best: dict[str, torch.Tensor] | None,
     resumed: dict[str, Any] | None,
@@ -179,8 +249,9 @@ def _prepare(
     model = build_lora_model(config, str(accelerator.device), base_model, bf16, attention)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = _scheduler(config, optimizer, len(plan))
+    scheduler = scheduler_for(config, optimizer, len(plan))
     loss_module, optimizer = accelerator.prepare(TargetTokenLoss(model), optimizer)
+    loss_module.train(dropout_active(model))
     fit, best = ckpt.FitState(), None
     if resumed:
         fit, best = _restore(resumed, model, optimizer, scheduler)
@@ -224,7 +295,7 @@ class _Run:
         if self.config.batching == "packed":
             tensors = collate_packed(examples)
         else:
-            tensors = collate_padded(examples, self.pad_id)
+            tensors = collate_padded(examples, self.pad_id, self.config.pad_multiple)
         return {k: v.to(self.accelerator.device) for k, v in tensors.items()}
 
     def step(self, fit: ckpt.FitState) -> dict[str, float]:
@@ -266,7 +337,14 @@ class _Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        return _steps_per_epoch(self.plan, self.train)
+        return steps_per_epoch(self.plan, len(self.train.examples))
+
+    def data_counts(self) -> dict[str, int]:
+        return {
+            "train_examples": len(self.train.examples),
+            "val_examples": len(self.val.examples) if self.val else 0,
+            "dropped_examples": self.train.dropped,
+        }
 
     def evaluate(
         self, fit: ckpt.FitState, best: dict[str, torch.Tensor] | None
@@ -378,7 +456,7 @@ def record_voice_eval(
 
 
 def _finish(
-    run: _Run,
+    run: FitStage,
     fit: ckpt.FitState,
     best: dict[str, torch.Tensor] | None,
     status: Status,
@@ -414,7 +492,7 @@ def _finish(
 
 
 def _manifest(
-    run: _Run,
+    run: FitStage,
     fit: ckpt.FitState,
     status: Status,
     snapshot_hash: str | None,
@@ -427,11 +505,7 @@ def _manifest(
         hyperparameters=run.config.hyperparameters(),
         total_steps=len(run.plan),
         steps_per_epoch=run.steps_per_epoch,
-        examples={
-            "train_examples": len(run.train.examples),
-            "val_examples": len(run.val.examples) if run.val else 0,
-            "dropped_examples": run.train.dropped,
-        },
+        examples=run.data_counts(),
         resumed_from=resumed["path"] if resumed else None,
         device=str(run.accelerator.device),
         num_processes=run.accelerator.num_processes,
@@ -472,18 +546,18 @@ def _check_resumable(
         raise ValueError(f"cannot resume from {where}: the training data is not the same")
 
 
-def _steps_per_epoch(plan: list[list[list[int]]], train: TokenizedSet) -> int:
-    """Optimizer steps that cover the training set once (at least 1)."""
+def steps_per_epoch(plan: list[list[list[int]]], examples: int) -> int:
+    """Optimizer steps that cover the ``examples`` of the training set once (at least 1)."""
     seen, steps = 0, 0
     for step in plan:
         seen += sum(len(batch) for batch in step)
         steps += 1
-        if seen >= len(train.examples):
+        if seen >= examples:
             break
     return max(steps, 1)
 
 
-def _scheduler(config: TrainConfig, optimizer: Any, total_steps: int) -> Any:
+def scheduler_for(config: TrainConfig, optimizer: Any, total_steps: int) -> Any:
     from transformers import get_scheduler
 
     name = "constant_with_warmup" if config.lr_scheduler == "constant" else config.lr_scheduler

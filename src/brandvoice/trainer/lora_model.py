@@ -33,9 +33,30 @@ from brandvoice.trainer.sft_data import (
 )
 
 
+def target_logits(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Next-token logits at the labelled positions only, their targets, and the (shifted) label
+    mask; the LM head skips the vocabulary projection of every prompt and padding position."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone = getattr(lm, lm.base_model_prefix)
+    hidden = backbone(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
+    ).last_hidden_state
+    targets = labels[:, 1:]
+    mask = targets != IGNORE_INDEX
+    return lm.get_output_embeddings()(hidden[:, :-1][mask]), targets[mask], mask
+
+
 class TargetTokenLoss(nn.Module):
-    """Summed next-token cross-entropy over labelled positions; the LM head runs only there,
-    which skips the vocabulary projection of every prompt and padding position."""
+    """Summed next-token cross-entropy over labelled positions, and their count."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -48,18 +69,10 @@ class TargetTokenLoss(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        backbone = getattr(lm, lm.base_model_prefix)
-        hidden = backbone(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=False,
-        ).last_hidden_state
-        targets = labels[:, 1:]
-        mask = targets != IGNORE_INDEX
-        logits = lm.get_output_embeddings()(hidden[:, :-1][mask])
-        return F.cross_entropy(logits.float(), targets[mask], reduction="sum"), mask.sum()
+        logits, targets, mask = target_logits(
+            self.model, input_ids, labels, attention_mask, position_ids
+        )
+        return F.cross_entropy(logits.float(), targets, reduction="sum"), mask.sum()
 
 
 def build_lora_model(
@@ -72,7 +85,9 @@ def build_lora_model(
     """The base (given, or freshly loaded; 4-bit with ``qlora``) wrapped with LoRA adapters.
 
     With ``bf16`` the frozen base is held in bf16 (autocast would otherwise cast every weight on
-    every forward); the LoRA weights stay fp32."""
+    every forward); the LoRA weights stay fp32, and peft's cast of every LoRA input up to fp32 is
+    off (autocast, which training always runs under, casts what the matmuls need): two copies of
+    each activation fewer per layer."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if base_model is not None:
@@ -102,7 +117,18 @@ def build_lora_model(
     )
     model = get_peft_model(model, lora)
     model.peft_config["default"].base_model_name_or_path = config.base_model
+    if bf16:
+        disable_input_casting(model)
     return model
+
+
+def disable_input_casting(model: nn.Module) -> None:
+    """Leave LoRA inputs in bf16 under autocast (see ``build_lora_model``)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = False
 
 
 def validation_loss(
@@ -136,6 +162,19 @@ def validation_loss(
         return {k: v.to(target_device) for k, v in collate_padded(examples, 0).items()}
 
     return mean_loss_per_target_token(TargetTokenLoss(model), val.examples, batch, batch_size, None)
+
+
+def dropout_active(model: nn.Module) -> bool:
+    """Whether any dropout in ``model`` drops anything (p > 0).
+
+    Train mode changes nothing else in a causal LM without batch norm, yet at p = 0 it still
+    draws a dropout mask over every attention matrix (eager attention): without dropout,
+    training runs the model in eval mode.
+    """
+    config = getattr(model, "config", None)
+    if float(getattr(config, "attention_dropout", 0.0) or 0.0) > 0:
+        return True
+    return any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
 
 
 def adapter_base_model(adapter_dir: Path | None) -> str:

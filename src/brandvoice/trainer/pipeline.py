@@ -33,8 +33,9 @@ from brandvoice.store.models import (
     TrainingRun,
     utcnow,
 )
+from brandvoice.store.preference_jsonl import PreferenceRecord, read_preference_jsonl
 from brandvoice.store.runs import RunCancelled, RunClaim, RunSkipped, hold_claim
-from brandvoice.store.snapshots import SnapshotOptions, snapshot_dataset
+from brandvoice.store.snapshots import SnapshotOptions, preference_paths, snapshot_dataset
 from brandvoice.trainer.checkpoint import latest_checkpoint
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.eval_report import EvalReport
@@ -319,6 +320,7 @@ def _train_locally(
         callback,
         snapshot_hash=snapshot.content_hash,
         resume_from=resume_from,
+        preferences=snapshot_preferences(snapshot),
     )
     if callback.cancelled or result.status == "cancelled":
         raise RunCancelled(f"run {run_id} was cancelled during training (resumable)")
@@ -332,7 +334,19 @@ def _train_locally(
         "trained_tokens": result.trained_tokens,
         "seconds": round(result.seconds, 1),
         "evals": result.evals,
+        "preference": result.manifest.get("preference"),
     }
+
+
+def snapshot_preferences(
+    snapshot: DatasetSnapshot,
+) -> tuple[list[PreferenceRecord], list[PreferenceRecord]] | None:
+    """The snapshot's training and validation pairs, or None for a snapshot taken before pairs
+    were snapshotted."""
+    train, val = preference_paths(snapshot)
+    if not train.exists():
+        return None
+    return read_preference_jsonl(train), read_preference_jsonl(val) if val.exists() else []
 
 
 def evaluate_candidate(

@@ -144,10 +144,14 @@ training examples, {_known(snapshot.val)} validation; snapshot
 <h2>Training</h2><p>{_known(training.steps)} steps, best at step
 {_known(training.best_step)}, {_known(training.trained_tokens)} trained tokens in
 {_known(training.seconds)} s ({escape(training.status or "")}).</p>
-{loss_curve_svg(training.evals)}
+{_preference_html(training)}{loss_curve_svg(training.evals)}
 <h2>Side by side</h2><table><tr><th>prompt</th><th>reference</th><th>production</th>
 <th>candidate</th></tr>{samples}</table></body></html>"""
 
 
 def _known(value: object) -> str:
     return "?" if value is None else str(value)
+
+
+def _preference_html(training: TrainingSummary) -> str:
+    return f"<p>{escape(training.preference.describe())}.</p>" if training.preference else ""

@@ -203,10 +203,13 @@ def plan_steps(
     return steps[: max_steps if max_steps is not None else step_cap]
 
 
-def collate_padded(examples: Iterable[TokenizedExample], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (padding is never trained)."""
+def collate_padded(
+    examples: Iterable[TokenizedExample], pad_id: int, multiple: int = 1
+) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (padding is never trained),
+    the width rounded up to a ``multiple`` so that batch shapes repeat (see ``TrainConfig``)."""
     examples = list(examples)
-    width = max(len(e.input_ids) for e in examples)
+    width = -(-max(len(e.input_ids) for e in examples) // multiple) * multiple
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)

@@ -39,6 +39,8 @@ def report_renderable(name: str, report: EvalReport) -> RenderableType:
         table.add_row("perplexity vs base (forgetting)", "1.00", f"{report.forgetting:.2f}x", "")
     parts: list[RenderableType] = [table]
     parts.extend(Text(f"not measured: {reason}") for reason in report.not_measured)
+    if report.training is not None and report.training.preference is not None:
+        parts.append(Text(report.training.preference.describe()))
     if report.production_signal is not None:
         parts.append(signal_table(report.production_signal))
     for sample in report.samples:

@@ -341,6 +341,8 @@ def build_report_blocks(version: ModelVersion, report: EvalReport) -> list[Block
         blocks.append({"type": "section", "fields": [mrkdwn(t) for t in lines[start : start + 10]]})
     if report.not_measured:
         blocks.append(context(truncate("Not measured: " + "; ".join(report.not_measured), 3000)))
+    if report.training is not None and report.training.preference is not None:
+        blocks.append(context(truncate(report.training.preference.describe().capitalize(), 3000)))
     if report.production_signal is not None:
         blocks.extend(signal_blocks(report.production_signal))
     for number, sample in enumerate(report.samples[:3], start=1):
