@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from brandvoice.store.preference_jsonl import PreferenceRecord
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.lora import train_lora
 from brandvoice.trainer.preference import ReplyLogProbs, dpo_loss
 from brandvoice.trainer.preference_data import collate_pairs, tokenize_pairs
-
-
-@dataclass(frozen=True)
-class Pair:
-    prompt: list[dict[str, Any]]
-    chosen: str
-    rejected: str
-
 
 SIGN_OFF = "\n\nHappy trails! 🌲"
 
@@ -54,7 +46,11 @@ def test_reply_log_probs_equal_a_full_softmax_sum_on_a_tiny_model(tokenizer: Any
     model = LlamaForCausalLM(config).eval()
     prompt = [{"role": "user", "content": "Is the tent waterproof?"}]
     pairs = tokenize_pairs(
-        [Pair(prompt, "It is water-resistant." + SIGN_OFF, "Yes, fully waterproof forever.")],
+        [
+            PreferenceRecord(
+                prompt, "It is water-resistant." + SIGN_OFF, "Yes, fully waterproof forever."
+            )
+        ],
         tokenizer,
         max_length=128,
     ).pairs
@@ -77,7 +73,7 @@ def test_reply_log_probs_equal_a_full_softmax_sum_on_a_tiny_model(tokenizer: Any
     assert batch["input_ids"][0, first_target : first_target + len(reply_ids)].tolist() == reply_ids
 
 
-def _pairs(count: int, offset: int = 0) -> list[Pair]:
+def _pairs(count: int, offset: int = 0) -> list[PreferenceRecord]:
     """The model's typical faults fixed: the chosen reply is short and signs off, the rejected
     one rambles, promises what no policy says and never signs off."""
     items = ["tent", "jacket", "pack", "stove", "sleeping bag", "boots", "headlamp", "poles"]
@@ -93,7 +89,7 @@ def _pairs(count: int, offset: int = 0) -> list[Pair]:
             f"Absolutely!!! We will give you a free {item} for life and a bonus gift card, "
             "no questions asked, whenever you want, forever."
         )
-        pairs.append(Pair(prompt, chosen, rejected))
+        pairs.append(PreferenceRecord(prompt, chosen, rejected))
     return pairs
 
 
