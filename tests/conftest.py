@@ -63,3 +63,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "database_url" not in getattr(item, "fixturenames", ()):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def minilm():  # type: ignore[no-untyped-def]
+    """The packaged MiniLM's ``embed_texts``, loaded once for the whole session."""
+    from brandvoice.inference.embeddings import embed_texts
+
+    embed_texts(["warm up"])
+    return embed_texts

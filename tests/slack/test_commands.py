@@ -196,3 +196,26 @@ async def test_dataset_counts_examples(slack, engine, count_tokens):
         )
     answer = await run(slack, "dataset", user=ALICE)
     assert "1 approved (1 import)" in answer["text"]
+
+
+async def test_knowledge_lists_what_the_bot_knows_compactly(slack, engine):
+    from brandvoice.store.knowledge import PreparedChunk, PreparedDoc, store_documents
+
+    answer = await run(slack, "knowledge", user=ALICE)
+    assert answer["response_type"] == "ephemeral"
+    assert answer["text"].startswith("*Knowledge:* none yet.")
+
+    def doc(name: str, title: str, chunks: int) -> PreparedDoc:
+        parts = [
+            PreparedChunk(f"{title} {i}", 3, {}, f"{name}{i}", b"\0" * 8) for i in range(chunks)
+        ]
+        return PreparedDoc(name, f"/kb/{name}", title, name, parts)
+
+    with session_scope(engine) as session:
+        store_documents(session, [doc("shipping.md", "Shipping", 3), doc("faq.txt", "FAQ", 1)])
+    answer = await run(slack, "knowledge", user=ALICE)
+    lines = answer["text"].splitlines()
+    assert lines[0] == "*Knowledge:* 2 file(s), 4 chunk(s)"
+    assert lines[1].startswith("• `faq.txt` FAQ · 1 chunk(s) · <!date^")
+    assert lines[2].startswith("• `shipping.md` Shipping · 3 chunk(s) · <!date^")
+    assert "/brandvoice knowledge" in (await run(slack, "help"))["text"]

@@ -84,6 +84,18 @@ class Settings(BaseSettings):
         3, description="At most this many synthetic examples per real one in a snapshot."
     )
 
+    # Knowledge and retrieval
+    knowledge_enabled: bool = Field(
+        True,
+        description="Retrieve team knowledge (added files and approved examples) into reply prompts.",
+    )
+    retrieval_top_k: int = Field(
+        4, ge=0, description="Knowledge chunks and approved examples retrieved per request."
+    )
+    retrieval_token_budget: int = Field(
+        400, ge=0, description="Most tokens the retrieved knowledge may add to a prompt."
+    )
+
     # Training
     training_backend: Literal["local", "openai", "together"] = Field(
         "local", description="local (LoRA with torch + peft), openai or together (hosted)."

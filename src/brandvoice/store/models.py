@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -169,6 +169,47 @@ class PreferencePair(SQLModel, table=True):
     redactions: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     provenance: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class KnowledgeDoc(SQLModel, table=True):
+    """A file the team gave the bot as knowledge. Replacing or removing it keeps the row (with
+    ``removed_at`` set), so a snapshot's chunk ids stay readable; one live row per name."""
+
+    __table_args__ = (
+        Index(
+            "uq_knowledgedoc_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("removed_at IS NULL"),
+            postgresql_where=text("removed_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, max_length=255)
+    """The source's name (its file name): what ``knowledge remove`` takes."""
+    path: str
+    """Where it was added from."""
+    title: str
+    content_hash: str = Field(max_length=64)
+    """Hash of the redacted chunks: the same file added again changes nothing."""
+    added_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    removed_at: datetime | None = Field(default=None, index=True)
+
+
+class KnowledgeChunk(SQLModel, table=True):
+    """A redacted piece of a knowledge file (its heading path as a prefix) and its embedding."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    doc_id: int = Field(foreign_key="knowledgedoc.id", index=True)
+    ordinal: int
+    text: str
+    token_count: int
+    redactions: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    embedding: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    """Little-endian float32, unit length (384 values for MiniLM)."""
+    content_hash: str = Field(max_length=64)
 
 
 class DatasetSnapshot(SQLModel, table=True):

@@ -7,6 +7,9 @@ a child of a validation example never reaches training, and each real example co
 Preference pairs go beside them, in TRL's conversational DPO format (``preference_train.jsonl``,
 ``preference_val.jsonl``): the pairs derivable now, whose chosen example is approved, split by
 their prompt so that no validation prompt is in ``preference_train``.
+
+A snapshot also records the team knowledge it saw (``stats["knowledge"]``: chunk ids and a hash
+of their contents, which joins the snapshot's hash); without knowledge, nothing changes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from brandvoice.store.examples import DEFAULT_VAL_SHARE, hash_fraction
 from brandvoice.store.jsonl import DEFAULT_MAX_TOKENS, write_jsonl
+from brandvoice.store.knowledge import knowledge_snapshot_stats
 from brandvoice.store.models import (
     DatasetSnapshot,
     Example,
@@ -129,8 +133,9 @@ def snapshot_hash(
     val: list[Example],
     pair_train: Sequence[PreferencePair] = (),
     pair_val: Sequence[PreferencePair] = (),
+    knowledge_hash: str | None = None,
 ) -> str:
-    """Hash of what a snapshot holds; without pairs, the same as before pairs existed."""
+    """Hash of what a snapshot holds; without pairs or knowledge, the same as before they existed."""
     digest = hashlib.sha256()
     for split, examples in (("train", train), ("val", val)):
         for content in sorted(e.content_hash for e in examples):
@@ -138,6 +143,8 @@ def snapshot_hash(
     for split, pairs in (("preference_train", pair_train), ("preference_val", pair_val)):
         for content in sorted(p.content_hash for p in pairs):
             digest.update(f"{split}:{content}\n".encode())
+    if knowledge_hash is not None:
+        digest.update(f"knowledge:{knowledge_hash}\n".encode())
     return digest.hexdigest()
 
 
@@ -208,7 +215,10 @@ def snapshot_dataset(
         raise ValueError("no approved training examples to snapshot; import or approve some first")
     derive_preference_pairs(session, options.redactor, options.val_share)
     pair_train, pair_val = split_pairs(session, trainable_pairs(session))
-    digest = snapshot_hash(train, val, pair_train, pair_val)
+    knowledge = knowledge_snapshot_stats(session)
+    digest = snapshot_hash(
+        train, val, pair_train, pair_val, str(knowledge["hash"]) if knowledge else None
+    )
     existing = session.exec(
         select(DatasetSnapshot).where(DatasetSnapshot.content_hash == digest)
     ).first()
@@ -227,6 +237,8 @@ def snapshot_dataset(
         return existing, False
     stats = snapshot_stats(train, val, options)
     stats["preference"] = preference_stats(pair_train, pair_val)
+    if knowledge is not None:
+        stats["knowledge"] = knowledge
     snapshot = DatasetSnapshot(
         content_hash=digest,
         example_ids=[e.id for e in (*train, *val) if e.id is not None],

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from brandvoice.bot.cli import audit, data, demo, generate, models, pairs, serve
+from brandvoice.bot.cli import audit, data, demo, generate, knowledge, models, pairs, serve
 from brandvoice.bot.cli.context import console, engine, err_console, friendly_errors, settings
 from brandvoice.bot.cli.logs import configure_logging
 
@@ -22,6 +22,7 @@ app.add_typer(data.examples_app, name="examples")
 app.command("import")(data.import_command)
 app.command("export")(data.export_command)
 app.add_typer(pairs.pairs_app, name="pairs")
+app.add_typer(knowledge.knowledge_app, name="knowledge")
 app.command("demo")(demo.demo_command)
 app.add_typer(models.models_app, name="models")
 app.add_typer(models.runs_app, name="runs")

@@ -27,6 +27,7 @@ from brandvoice.bot.slack.operations import (
 )
 from brandvoice.store.audit import record_refusal
 from brandvoice.store.examples import example_counts
+from brandvoice.store.knowledge import list_documents
 from brandvoice.trainer.eval_report import report_of
 from brandvoice.trainer.registry import RegistryError, discard_version, promote_version, rollback
 
@@ -41,6 +42,7 @@ SUBCOMMANDS = (
     "dataset",
     "schedule",
     "generate",
+    "knowledge",
 )
 CURATOR_ONLY = frozenset({"train", "promote", "rollback", "discard", "generate"})
 AUDITED_ACTIONS = {
@@ -56,6 +58,7 @@ AUDITED_ACTIONS = {
 HELP = """*brandvoice* teaches the bot your team's voice.
 `/brandvoice status`: the model in production and how people rate it, the dataset, the last and next retrain
 `/brandvoice dataset`: examples by status, source and split
+`/brandvoice knowledge`: the files the bot takes facts from
 `/brandvoice train [force]`: queue a retrain now _(curators)_
 `/brandvoice promote VERSION`: put a version in production _(curators)_
 `/brandvoice rollback`: go back to the previous good version _(curators)_
@@ -187,6 +190,27 @@ def _dataset(session: Session, deps: SlackDeps, user: str, arg: str) -> CommandR
     return CommandReply("\n".join(lines))
 
 
+KNOWLEDGE_LISTED = 15
+
+
+def _knowledge(session: Session, deps: SlackDeps, user: str, arg: str) -> CommandReply:
+    docs = list_documents(session)
+    if not docs:
+        return CommandReply(
+            "*Knowledge:* none yet. Add markdown or text files with `brandvoice knowledge add FILE…`."
+        )
+    chunks = sum(d.chunks for d in docs)
+    lines = [f"*Knowledge:* {len(docs)} file(s), {chunks} chunk(s)"]
+    for row in docs[:KNOWLEDGE_LISTED]:
+        lines.append(
+            f"• `{row.doc.name}` {row.doc.title} · {row.chunks} chunk(s) · "
+            f"{slack_date(row.doc.created_at)}"
+        )
+    if len(docs) > KNOWLEDGE_LISTED:
+        lines.append(f"…and {len(docs) - KNOWLEDGE_LISTED} more (`brandvoice knowledge list`)")
+    return CommandReply("\n".join(lines))
+
+
 def _train(session: Session, deps: SlackDeps, user: str, arg: str) -> CommandReply:
     force = arg.lower() == "force"
     if arg and not force:
@@ -259,6 +283,7 @@ def _schedule(session: Session, deps: SlackDeps, user: str, arg: str) -> Command
 HANDLERS = {
     "status": _status,
     "dataset": _dataset,
+    "knowledge": _knowledge,
     "train": _train,
     "generate": _generate,
     "promote": _promote,
