@@ -71,6 +71,8 @@ class VectorIndex:
             raise ValueError(f"{vectors.shape[0]} vectors for {len(entries)} entries")
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.entries = list(entries)
+        self._rows = {(e.kind, e.id): row for row, e in enumerate(self.entries)}
+        self._kinds = np.array([e.kind for e in self.entries], dtype=object)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -88,25 +90,19 @@ class VectorIndex:
         ``exclude`` ((kind, id) pairs, e.g. the example being trained on) and other ``kinds``."""
         if k <= 0 or not self.entries:
             return []
-        scores = top_scores = self.vectors @ np.asarray(query_vector, dtype=np.float32)
-        wanted = set(kinds) if kinds is not None else None
-        skipped = set(exclude)
-        if wanted is not None or skipped:
-            keep = np.fromiter(
-                (
-                    (wanted is None or e.kind in wanted) and (e.kind, e.id) not in skipped
-                    for e in self.entries
-                ),
-                dtype=bool,
-                count=len(self.entries),
-            )
-            top_scores = np.where(keep, scores, -np.inf)
-        rows = top_k(top_scores, k)
+        scores = self.vectors @ np.asarray(query_vector, dtype=np.float32)
+        ranked = scores
+        skipped = [self._rows[key] for key in exclude if key in self._rows]
+        if kinds is not None or skipped:
+            ranked = scores.copy()
+            if kinds is not None:
+                ranked[~np.isin(self._kinds, list(kinds))] = -np.inf
+            ranked[skipped] = -np.inf
         return [
-            Hit(e.kind, e.id, e.title, e.text, float(scores[row]))
-            for row in rows
-            if np.isfinite(top_scores[row]) and scores[row] >= min_score
-            for e in (self.entries[row],)
+            Hit(entry.kind, entry.id, entry.title, entry.text, float(scores[row]))
+            for row in top_k(ranked, k)
+            if np.isfinite(ranked[row]) and scores[row] >= min_score
+            for entry in (self.entries[row],)
         ]
 
 
