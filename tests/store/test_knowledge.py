@@ -122,6 +122,11 @@ def test_bad_files_are_named_in_a_clear_error(data, problem):
         decode_document("logo.png", data)
 
 
+def test_a_file_of_headings_alone_is_refused():
+    with pytest.raises(KnowledgeFileError, match=r"^faq\.md: only headings"):
+        prepare("# FAQ\n\n## Shipping\n", "faq.md")
+
+
 def test_redaction_keeps_the_teams_own_address():
     redactor = Redactor(allow=AllowList.parse("acme.example"))
     doc = prepare(SHIPPING, redactor=redactor)

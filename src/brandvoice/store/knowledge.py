@@ -207,6 +207,8 @@ def prepare_document(
         chunks.append(
             PreparedChunk(redacted, count_tokens(redacted), dict(counts), _sha256(redacted))
         )
+    if not chunks:
+        raise KnowledgeFileError(f"{name}: only headings, no text to learn from")
     title, _ = redactor.redact_text(document_title(name, text))
     digest = _sha256("\n".join(c.content_hash for c in chunks))
     return PreparedDoc(name, path, title, digest, chunks)
