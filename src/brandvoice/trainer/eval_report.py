@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from brandvoice.store.models import ModelVersion
 from brandvoice.store.signal import VersionSignal
 
-SCHEMA_VERSION = 3
-"""3: adds ``production_signal``. 2: the typed report (adds ``schema_version`` and
+SCHEMA_VERSION = 4
+"""4: adds ``unsupported_claims``. 3: adds ``production_signal``. 2: the typed report (adds ``schema_version`` and
 ``not_measured``). 1: the dict before it."""
 
 
@@ -79,6 +79,47 @@ class Verdict(_Part):
     @property
     def reason(self) -> str:
         return "; ".join(self.reasons)
+
+
+class ClaimExample(_Part):
+    """One flagged claim: where it is in the reply, and why no source supports it."""
+
+    reply: str
+    """An excerpt of the reply."""
+    claim: str
+    reason: str
+
+
+class ClaimRate(_Part):
+    """How many of one contender's replies make at least one unsupported claim."""
+
+    flagged: int
+    replies: int
+    examples: list[ClaimExample] = Field(default_factory=list)
+    """Up to three, from different replies."""
+
+    @property
+    def rate(self) -> float:
+        return self.flagged / self.replies if self.replies else 0.0
+
+    def describe(self) -> str:
+        return f"{self.rate:.0%} ({self.flagged} of {self.replies} replies)"
+
+
+class UnsupportedClaims(_Part):
+    """Replies that state numbers, promises or attributes their sources do not support."""
+
+    method: str
+    """How claims were checked, and against what."""
+    production: ClaimRate
+    candidate: ClaimRate
+
+    def examples(self) -> list[tuple[str, ClaimExample]]:
+        """(role, example) of production's, then the candidate's."""
+        return [
+            *(("production", e) for e in self.production.examples),
+            *(("candidate", e) for e in self.candidate.examples),
+        ]
 
 
 class LossPoint(_OpenPart):
@@ -191,6 +232,8 @@ class EvalReport(_Part):
     """General-text perplexity of the candidate ÷ the base's; only for local models."""
     not_measured: list[str] = Field(default_factory=list)
     """Measurements skipped, each with why (e.g. a hosted model cannot score tokens)."""
+    unsupported_claims: UnsupportedClaims | None = None
+    """Absent from reports written before the check existed."""
     verdict: Verdict
     training: TrainingSummary | None = None
     snapshot: SnapshotSummary | None = None

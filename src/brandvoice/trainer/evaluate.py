@@ -4,8 +4,10 @@ The report (:class:`~brandvoice.trainer.eval_report.EvalReport`) holds validatio
 forgetting (where the models can score tokens, see ``inference.scoring``), voice similarity to the reference replies,
 head-to-head win rates (an LLM judge asked in both orders when configured, otherwise the reply
 closer to the reference), exact match on label-like references, forgetting on general text,
-side-by-side samples and a verdict that recommends promotion only when the candidate beats
-production and nothing regresses past the thresholds.
+unsupported claims (``trainer.claims``: numbers, promises and attribute flips that neither the
+reference, the prompt nor the given knowledge supports), side-by-side samples and a verdict that
+recommends promotion only when the candidate beats production and nothing regresses past the
+thresholds.
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ from brandvoice.inference.scoring import (
     mean_token_nll,
     target_scorer,
 )
+from brandvoice.trainer.claims import excerpt, unsupported_claims
 from brandvoice.trainer.eval_report import (
+    ClaimExample,
+    ClaimRate,
     ContenderLabels,
     ContenderScores,
     EvalReport,
     Sample,
+    UnsupportedClaims,
     ValidationLoss,
     Verdict,
     WinRates,
@@ -57,6 +63,12 @@ class EvalConfig:
     """Highest allowed general-text perplexity of the candidate relative to the base."""
     min_win_rate: float = 0.5
     """The candidate must win more than this share against production."""
+    min_extra_claim_replies: int = 2
+    min_claim_rate_increase: float = 0.10
+    """The candidate's unsupported claims are clearly worse than production's, and it is held,
+    when it has at least this many more flagged replies and a rate at least this much higher
+    (one stray reply, or a few on a large set, is noise)."""
+    claim_examples: int = 3
 
 
 @dataclass
@@ -178,6 +190,45 @@ def text_perplexity(scorer: TargetScorer, texts: list[str], max_length: int = 25
     return math.exp(mean_token_nll(scorer.score_targets(examples)))
 
 
+def claim_rate(
+    replies: Sequence[str], sources: Sequence[Sequence[str]], examples: int
+) -> ClaimRate:
+    """How many ``replies`` make a claim their ``sources`` (one list per reply) do not support,
+    with the first flagged claim of up to ``examples`` of them."""
+    flagged = 0
+    shown = []
+    for reply, texts in zip(replies, sources, strict=True):
+        claims = unsupported_claims(reply, texts)
+        if not claims:
+            continue
+        flagged += 1
+        if len(shown) < examples:
+            first = claims[0]
+            shown.append(ClaimExample(reply=excerpt(reply), claim=first.text, reason=first.reason))
+    return ClaimRate(flagged=flagged, replies=len(replies), examples=shown)
+
+
+CLAIMS_METHOD = (
+    "deterministic: numbers, dates, prices, promises and attribute flips that no source states "
+    "(sources: the reference reply, the prompt{extra})"
+)
+
+
+def claims_worse(claims: UnsupportedClaims, config: EvalConfig) -> str | None:
+    """Why the candidate's unsupported claims are clearly worse than production's, or None."""
+    cand, prod = claims.candidate, claims.production
+    more = cand.flagged - prod.flagged
+    higher = round(cand.rate - prod.rate, 9)
+    if more >= config.min_extra_claim_replies and higher >= config.min_claim_rate_increase:
+        return (
+            f"makes unsupported claims in {cand.describe()} against production's "
+            f"{prod.describe()}; clearly worse: at least {config.min_extra_claim_replies} more "
+            f"flagged replies and a rate at least {round(config.min_claim_rate_increase * 100, 6):g} "
+            "points higher"
+        )
+    return None
+
+
 def verdict(
     *,
     win_rate: WinRates,
@@ -185,6 +236,7 @@ def verdict(
     val_loss: ValidationLoss | None,
     forgetting: float | None,
     config: EvalConfig,
+    claims: UnsupportedClaims | None = None,
 ) -> Verdict:
     """Recommend promotion only when the candidate beats production and nothing regresses."""
     reasons = []
@@ -208,6 +260,9 @@ def verdict(
         reasons.append(
             f"general-text perplexity is {forgetting:.2f}x the base (limit {config.max_forgetting}x)"
         )
+    worse = claims_worse(claims, config) if claims is not None else None
+    if worse is not None:
+        reasons.append(worse)
     return Verdict(recommend_promote=not reasons, reasons=reasons)
 
 
@@ -224,8 +279,12 @@ def evaluate(
     config: EvalConfig | None = None,
     max_length: int = 1024,
     progress: Callable[[str], None] | None = None,
+    knowledge: Sequence[str] = (),
 ) -> EvalReport:
     """The evaluation report of ``candidate`` on the validation set.
+
+    Each reply's claims are checked against its reference, its prompt and ``knowledge`` (the brand
+    guidelines, the team's knowledge texts: what any reply may state).
 
     Validation loss needs candidate and production to score tokens, forgetting the candidate and
     ``base``; where one cannot (a hosted model), the report says so in ``not_measured``.
@@ -271,6 +330,19 @@ def evaluate(
         if general_texts and base is not None
         else None
     )
+    sources = [
+        [
+            reference,
+            *(m["content"] for m in prompt if isinstance(m.get("content"), str)),
+            *knowledge,
+        ]
+        for prompt, reference in zip(prompts, references, strict=True)
+    ]
+    claims = UnsupportedClaims(
+        method=CLAIMS_METHOD.format(extra=", the given knowledge" if knowledge else ""),
+        production=claim_rate(replies["production"], sources, config.claim_examples),
+        candidate=claim_rate(replies["candidate"], sources, config.claim_examples),
+    )
     voice_similarity = ContenderScores(**{k: round(sum(v) / len(v), 4) for k, v in sims.items()})
     win_rate = WinRates(
         vs_production=round(sum(win_production) / len(win_production), 4),
@@ -297,12 +369,14 @@ def evaluate(
         val_loss=val_loss,
         forgetting=forgetting,
         not_measured=not_measured,
+        unsupported_claims=claims,
         verdict=verdict(
             win_rate=win_rate,
             voice_similarity=voice_similarity,
             val_loss=val_loss,
             forgetting=forgetting,
             config=config,
+            claims=claims,
         ),
     )
 

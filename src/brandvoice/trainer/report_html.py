@@ -10,6 +10,7 @@ from brandvoice.trainer.eval_report import (
     ProductionSignal,
     SnapshotSummary,
     TrainingSummary,
+    UnsupportedClaims,
 )
 
 STYLE = """
@@ -91,7 +92,31 @@ def _metric_rows(report: EvalReport) -> str:
             f"<tr><td>General-text perplexity vs base ↓</td><td>1.00</td>"
             f"<td>{report.forgetting:.2f}x</td></tr>"
         )
+    claims = report.unsupported_claims
+    if claims is not None:
+        mark = "good" if claims.candidate.rate <= claims.production.rate else "bad"
+        html.append(
+            f"<tr><td>Unsupported-claim rate ↓</td><td>{claims.production.describe()}</td>"
+            f"<td class='{mark}'>{claims.candidate.describe()}</td></tr>"
+        )
     return "".join(html)
+
+
+def _claims_section(claims: UnsupportedClaims | None) -> str:
+    """The flagged claims of production and candidate, and how they were checked."""
+    if claims is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{role}</td><td><pre>{escape(e.reply)}</pre></td><td>{escape(e.claim)}</td>"
+        f"<td>{escape(e.reason)}</td></tr>"
+        for role, e in claims.examples()
+    )
+    table = (
+        f"<table><tr><th>model</th><th>reply</th><th>claim</th><th>why</th></tr>{rows}</table>"
+        if rows
+        else "<p>No reply made an unsupported claim.</p>"
+    )
+    return f"<h2>Unsupported claims</h2><p>Checked: {escape(claims.method)}.</p>{table}"
 
 
 def _signal_section(signal: ProductionSignal | None) -> str:
@@ -140,6 +165,7 @@ training examples, {_known(snapshot.val)} validation; snapshot
 <h2>Metrics</h2><table><tr><th>metric</th><th>production</th><th>candidate</th></tr>
 {_metric_rows(report)}</table>
 {f"<p>Not measured:</p><ul>{not_measured}</ul>" if not_measured else ""}
+{_claims_section(report.unsupported_claims)}
 {_signal_section(report.production_signal)}
 <h2>Training</h2><p>{_known(training.steps)} steps, best at step
 {_known(training.best_step)}, {_known(training.trained_tokens)} trained tokens in

@@ -37,7 +37,16 @@ def report_renderable(name: str, report: EvalReport) -> RenderableType:
     table.add_row(f"win rate vs {labels.baseline}", "", f"{wins.vs_baseline:.0%}", "")
     if report.forgetting is not None:
         table.add_row("perplexity vs base (forgetting)", "1.00", f"{report.forgetting:.2f}x", "")
+    claims = report.unsupported_claims
+    if claims is not None:
+        table.add_row("unsupported-claim rate", claims.production.describe(),
+                      claims.candidate.describe(),
+                      _arrow(claims.candidate.rate, claims.production.rate, False))  # fmt: skip
     parts: list[RenderableType] = [table]
+    if claims is not None:
+        for role, example in claims.examples():
+            line = Text(f"unsupported claim ({role}): ", style="bold")
+            parts.append(line.append(f"“{example.reply}” — {example.claim}: {example.reason}"))
     parts.extend(Text(f"not measured: {reason}") for reason in report.not_measured)
     if report.training is not None and report.training.preference is not None:
         parts.append(Text(report.training.preference.describe()))

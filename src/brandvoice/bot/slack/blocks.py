@@ -14,7 +14,7 @@ from typing import Any
 
 from brandvoice.store.models import ModelVersion
 from brandvoice.store.signal import BASE_MODEL, VersionSignal
-from brandvoice.trainer.eval_report import EvalReport, ProductionSignal
+from brandvoice.trainer.eval_report import EvalReport, ProductionSignal, UnsupportedClaims
 from brandvoice.trainer.production_signal import SignalAlert
 
 SECTION_LIMIT = 3000
@@ -278,6 +278,7 @@ METRICS: dict[str, MetricSpec] = {
     "win_rate": MetricSpec("Win rate vs production", True, "{:.0%}", baseline=0.5),
     "win_rate_vs_base": MetricSpec("Win rate vs prompted base", True, "{:.0%}", baseline=0.5),
     "exact_match": MetricSpec("Exact match", higher_is_better=True, fmt="{:.0%}"),
+    "unsupported_claims": MetricSpec("Unsupported-claim rate", False, "{:.0%}"),
     "forgetting": MetricSpec("Forgetting (perplexity ÷ base)", False, "{:.2f}", baseline=1.0),
 }
 
@@ -314,7 +315,25 @@ def report_metric_lines(report: EvalReport) -> list[str]:
         lines.append(metric_line("exact_match", match.candidate, match.production))
     if report.forgetting is not None:
         lines.append(metric_line("forgetting", report.forgetting))
+    claims = report.unsupported_claims
+    if claims is not None:
+        line = metric_line("unsupported_claims", claims.candidate.rate, claims.production.rate)
+        lines.append(
+            f"{line}\n{claims.production.flagged} → {claims.candidate.flagged} "
+            f"of {claims.candidate.replies} replies"
+        )
     return lines
+
+
+def claims_block(claims: UnsupportedClaims) -> Block | None:
+    """The flagged claims, production's then the candidate's, as one context block."""
+    examples = [
+        f"_{role}:_ “{truncate(e.reply, 200)}” — *{e.claim}*: {e.reason}"
+        for role, e in claims.examples()
+    ]
+    if not examples:
+        return None
+    return context(truncate("*Unsupported claims*\n" + "\n".join(examples), 3000))
 
 
 def build_report_blocks(version: ModelVersion, report: EvalReport) -> list[Block]:
@@ -343,6 +362,10 @@ def build_report_blocks(version: ModelVersion, report: EvalReport) -> list[Block
         blocks.append(context(truncate("Not measured: " + "; ".join(report.not_measured), 3000)))
     if report.training is not None and report.training.preference is not None:
         blocks.append(context(truncate(report.training.preference.describe().capitalize(), 3000)))
+    if report.unsupported_claims is not None:
+        claims = claims_block(report.unsupported_claims)
+        if claims is not None:
+            blocks.append(claims)
     if report.production_signal is not None:
         blocks.extend(signal_blocks(report.production_signal))
     for number, sample in enumerate(report.samples[:3], start=1):
