@@ -12,6 +12,7 @@ from brandvoice.bot.cli.report import report_renderable
 from brandvoice.bot.slack.blocks import build_report_blocks
 from brandvoice.inference.openai_chat import OpenAIChat
 from brandvoice.store.models import ModelVersion
+from brandvoice.trainer.claims import unsupported_claims
 from brandvoice.trainer.eval_report import (
     SCHEMA_VERSION,
     ClaimExample,
@@ -22,7 +23,15 @@ from brandvoice.trainer.eval_report import (
     ValidationLoss,
     WinRates,
 )
-from brandvoice.trainer.evaluate import Contender, EvalConfig, claim_rate, evaluate, verdict
+from brandvoice.trainer.evaluate import (
+    Contender,
+    EvalConfig,
+    claim_rate,
+    evaluate,
+    judge_claims,
+    parse_claims,
+    verdict,
+)
 from brandvoice.trainer.report_html import render_report_html
 from tests.eval_reports import make_report, old_stored_report
 from tests.fakes import FakeResponse, chat_completion, openai_server  # noqa: F401
@@ -75,7 +84,8 @@ def test_the_verdict_holds_a_candidate_that_clearly_invents_more_claims():
 
 def test_claim_rates_count_replies_and_keep_up_to_three_examples():
     replies = [f"You get a free hat number {i}." for i in range(5)] + ["Thanks, happy trails."]
-    rate = claim_rate(replies, [["Thanks for writing."]] * 6, examples=3)
+    found = [unsupported_claims(r, ["Thanks for writing."]) for r in replies]
+    rate = claim_rate(replies, found, examples=3)
     assert (rate.flagged, rate.replies) == (5, 6)
     assert [e.reply for e in rate.examples] == replies[:3]
     assert rate.examples[0].claim == "free hat number 0."
@@ -171,3 +181,79 @@ def test_evaluate_checks_each_reply_against_its_reference_prompt_and_knowledge(
     assert [e.claim for e in found.candidate.examples] == ["waterproof", "free tent for life."]
     assert any("makes unsupported claims in 67%" in r for r in report.verdict.reasons)
     assert EvalReport.from_stored(report.to_stored()) == report
+
+
+def test_judge_answers_about_claims_are_read_strictly():
+    [claim] = parse_claims('{"unsupported": [{"claim": "free tent", "reason": "no source"}]}')
+    assert (claim.text, claim.kind, claim.reason) == ("free tent", "judge", "no source")
+    assert parse_claims('{"unsupported": []}') == []
+    for unreadable in ("none", '{"claims": []}', '{"unsupported": "x"}', '{"unsupported": [1]}'):
+        assert parse_claims(unreadable) is None
+
+
+def test_with_a_judge_its_claims_count_and_an_unreadable_answer_falls_back(
+    openai_server,  # noqa: F811
+):
+    answers = [
+        '{"unsupported": [{"claim": "waterproof", "reason": "the reference says it is not"}]}',
+        "I cannot tell.",
+        '{"unsupported": []}',
+    ]
+    openai_server.script(
+        "POST", "/v1/chat/completions", *(FakeResponse(200, chat_completion(a)) for a in answers)
+    )
+    judge = OpenAIChat(base_url=openai_server.base_url, api_key="k", model="judge", concurrency=1)
+    replies = [
+        "Yes, it's waterproof.",
+        "We'll send you a free tent for life.",
+        "We'll send you a free tent for life.",
+    ]
+    sources = [["It's water-resistant, not waterproof."], ["It ships Friday."], ["Hi."]]
+
+    found = judge_claims(judge, replies, sources)
+
+    assert [[c.kind for c in f] for f in found] == [["judge"], ["promise", "promise"], []]
+    asked = openai_server.requests_to("POST", "/v1/chat/completions")[0].body
+    assert "It's water-resistant, not waterproof." in asked["messages"][0]["content"]
+    assert asked["temperature"] == 0 and asked["response_format"] == {"type": "json_object"}
+
+
+def test_evaluate_with_a_judge_asks_it_about_each_reply_of_production_and_candidate(
+    openai_server,  # noqa: F811
+    tmp_path,
+):
+    val = tmp_path / "val.jsonl"
+    rows = [
+        [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "r"}]
+        for i in range(2)
+    ]
+    val.write_text("".join(json.dumps({"messages": m}) + "\n" for m in rows))
+    replies = ["A free tent for life.", "Hello."] + ["Hi."] * 4  # candidate, production, baseline
+    pairwise = ['{"winner": "A"}'] * 8  # vs production, then vs baseline, in both orders
+    claims = ['{"unsupported": []}'] * 2 + [
+        '{"unsupported": [{"claim": "free tent", "reason": "invented"}]}',
+        '{"unsupported": []}',
+    ]  # production's replies, then the candidate's
+    openai_server.script(
+        "POST",
+        "/v1/chat/completions",
+        *(FakeResponse(200, chat_completion(a)) for a in [*replies, *pairwise, *claims]),
+    )
+
+    def backend(model: str) -> OpenAIChat:
+        return OpenAIChat(base_url=openai_server.base_url, api_key="k", model=model, concurrency=1)
+
+    report = evaluate(
+        val,
+        Contender("candidate", backend("ft:brand-1")),
+        Contender("v1", backend("ft:brand-0")),
+        Contender("base + 0 examples", backend("base")),
+        lambda replies, references: [0.5 for _ in replies],
+        judge=backend("judge-model"),
+    )
+
+    found = report.unsupported_claims
+    assert found is not None and found.method.startswith("judge judge-model")
+    assert (found.production.flagged, found.candidate.flagged) == (0, 1)
+    assert found.candidate.examples[0].claim == "free tent"
+    assert report.win_rate.vs_production == 0.5  # "A" in both orders is position bias

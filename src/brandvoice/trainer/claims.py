@@ -37,7 +37,7 @@ class Claim:
     text: str
     """The words of the reply that make the claim."""
     kind: str
-    """``quantity``, ``promise`` or ``flip``."""
+    """``quantity``, ``promise`` or ``flip`` (``judge`` when a judge model found it)."""
     reason: str
 
 

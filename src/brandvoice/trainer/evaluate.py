@@ -27,7 +27,7 @@ from brandvoice.inference.scoring import (
     mean_token_nll,
     target_scorer,
 )
-from brandvoice.trainer.claims import excerpt, unsupported_claims
+from brandvoice.trainer.claims import Claim, excerpt, unsupported_claims
 from brandvoice.trainer.eval_report import (
     ClaimExample,
     ClaimRate,
@@ -190,27 +190,81 @@ def text_perplexity(scorer: TargetScorer, texts: list[str], max_length: int = 25
     return math.exp(mean_token_nll(scorer.score_targets(examples)))
 
 
+CLAIMS_PROMPT = """You check a reply for claims that its sources do not support.
+Sources (the only facts the reply may state):
+{sources}
+
+Reply:
+{reply}
+
+List each number, date, price, duration, promise or policy (refunds, free items, guarantees,
+warranties) and product attribute in the reply that no source states or that a source
+contradicts. Answer with JSON only: {{"unsupported": [{{"claim": "...", "reason": "..."}}]}},
+with an empty list when the sources support everything."""
+
+
+def parse_claims(text: str) -> list[Claim] | None:
+    """The claims a judge listed, or None when its answer is unreadable."""
+    try:
+        found = json.loads(text)["unsupported"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(found, list):
+        return None
+    claims = []
+    for item in found:
+        if not isinstance(item, dict) or not isinstance(item.get("claim"), str):
+            return None
+        reason = item.get("reason")
+        claims.append(Claim(item["claim"], "judge", reason if isinstance(reason, str) else "judge"))
+    return claims
+
+
+def judge_claims(
+    judge: ChatBackend, replies: Sequence[str], sources: Sequence[Sequence[str]]
+) -> list[list[Claim]]:
+    """The judge's unsupported claims per reply; where its answer is unreadable, the
+    deterministic check's (each reply is judged alone, so there is no order to swap)."""
+    requests = [
+        [
+            {
+                "role": "user",
+                "content": CLAIMS_PROMPT.format(sources="\n---\n".join(texts), reply=reply),
+            }
+        ]
+        for reply, texts in zip(replies, sources, strict=True)
+    ]
+    sampling = Sampling(temperature=0, max_tokens=300, json_output=judge.supports_json)
+    answers = [parse_claims(r.text) for r in judge.complete_batch(requests, sampling)]
+    return [
+        found if found is not None else unsupported_claims(reply, texts)
+        for found, reply, texts in zip(answers, replies, sources, strict=True)
+    ]
+
+
 def claim_rate(
-    replies: Sequence[str], sources: Sequence[Sequence[str]], examples: int
+    replies: Sequence[str], claims: Sequence[Sequence[Claim]], examples: int
 ) -> ClaimRate:
-    """How many ``replies`` make a claim their ``sources`` (one list per reply) do not support,
+    """How many ``replies`` make at least one unsupported claim (``claims``, one list per reply),
     with the first flagged claim of up to ``examples`` of them."""
-    flagged = 0
-    shown = []
-    for reply, texts in zip(replies, sources, strict=True):
-        claims = unsupported_claims(reply, texts)
-        if not claims:
-            continue
-        flagged += 1
-        if len(shown) < examples:
-            first = claims[0]
-            shown.append(ClaimExample(reply=excerpt(reply), claim=first.text, reason=first.reason))
-    return ClaimRate(flagged=flagged, replies=len(replies), examples=shown)
+    flagged = [(reply, found[0]) for reply, found in zip(replies, claims, strict=True) if found]
+    return ClaimRate(
+        flagged=len(flagged),
+        replies=len(replies),
+        examples=[
+            ClaimExample(reply=excerpt(reply), claim=first.text, reason=first.reason)
+            for reply, first in flagged[:examples]
+        ],
+    )
 
 
 CLAIMS_METHOD = (
     "deterministic: numbers, dates, prices, promises and attribute flips that no source states "
     "(sources: the reference reply, the prompt{extra})"
+)
+JUDGE_CLAIMS_METHOD = (
+    "judge {model}: claims it finds unsupported by the sources (the reference reply, the "
+    "prompt{extra}); the deterministic check where its answer was unreadable"
 )
 
 
@@ -338,10 +392,22 @@ def evaluate(
         ]
         for prompt, reference in zip(prompts, references, strict=True)
     ]
+    extra = ", the given knowledge" if knowledge else ""
+    if judge is not None:
+        if progress:
+            progress("checking claims")
+        found = {k: judge_claims(judge, replies[k], sources) for k in ("production", "candidate")}
+        method = JUDGE_CLAIMS_METHOD.format(model=judge.model_name, extra=extra)
+    else:
+        found = {
+            k: [unsupported_claims(r, texts) for r, texts in zip(replies[k], sources, strict=True)]
+            for k in ("production", "candidate")
+        }
+        method = CLAIMS_METHOD.format(extra=extra)
     claims = UnsupportedClaims(
-        method=CLAIMS_METHOD.format(extra=", the given knowledge" if knowledge else ""),
-        production=claim_rate(replies["production"], sources, config.claim_examples),
-        candidate=claim_rate(replies["candidate"], sources, config.claim_examples),
+        method=method,
+        production=claim_rate(replies["production"], found["production"], config.claim_examples),
+        candidate=claim_rate(replies["candidate"], found["candidate"], config.claim_examples),
     )
     voice_similarity = ContenderScores(**{k: round(sum(v) / len(v), 4) for k, v in sims.items()})
     win_rate = WinRates(
