@@ -24,6 +24,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
+from brandvoice.bot.knowledge import KnowledgeService
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.slack.app import create_slack_app
 from brandvoice.bot.slack.provider import promoted_model_provider
@@ -397,6 +398,8 @@ def model() -> ScriptedModel:
 
 
 def make_settings(api: FakeSlackAPI, **overrides: Any) -> Settings:
+    """The bot's settings against ``api``; knowledge is off unless a test turns it on, so replies
+    in tests that approve examples do not embed them (tests/slack/test_grounded_replies.py)."""
     values: dict[str, Any] = {
         "slack_bot_token": "xoxb-1-test",
         "slack_signing_secret": SECRET,
@@ -406,6 +409,7 @@ def make_settings(api: FakeSlackAPI, **overrides: Any) -> Settings:
         "curators": CURATOR,
         "curator_group": GROUP,
         "approval_quorum": 2,
+        "knowledge_enabled": False,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -418,11 +422,18 @@ def settings(slack_api: FakeSlackAPI) -> Settings:
 
 @asynccontextmanager
 async def harness(
-    settings: Settings, engine: Engine, slack_api: FakeSlackAPI, model: Any
+    settings: Settings,
+    engine: Engine,
+    slack_api: FakeSlackAPI,
+    model: Any,
+    knowledge: KnowledgeService | None = None,
 ) -> AsyncIterator[SlackHarness]:
-    """The web app with the Slack bot built from ``settings``, answering with ``model``."""
+    """The web app with the Slack bot built from ``settings``, answering with ``model``; the bot
+    and the API share one ``knowledge`` service, as ``brandvoice web`` runs them."""
     provider = promoted_model_provider(engine, lambda version: model)
-    app = create_app(settings, engine, slack_app=create_slack_app(settings, engine, provider))
+    knowledge = knowledge or KnowledgeService(settings)
+    slack_app = create_slack_app(settings, engine, provider, knowledge=knowledge)
+    app = create_app(settings, engine, slack_app=slack_app, knowledge=knowledge)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://brandvoice.test") as http:
         slack = SlackHarness(http, slack_api, model)

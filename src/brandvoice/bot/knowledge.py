@@ -8,6 +8,7 @@ context block inserted and the hits to record in the reply's metadata.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,16 @@ import numpy as np
 from sqlalchemy import Engine
 
 from brandvoice.bot.settings import Settings
-from brandvoice.inference.retrieval import Hit, Retriever, pack_context, with_context
+from brandvoice.inference.retrieval import (
+    KNOWLEDGE,
+    Hit,
+    Retriever,
+    pack_context,
+    with_context,
+)
 from brandvoice.store.db import session_scope
 from brandvoice.store.knowledge import (
+    HEADING_SEPARATOR,
     KnowledgeAddResult,
     PreparedDoc,
     embed_documents,
@@ -27,6 +35,11 @@ from brandvoice.store.knowledge import (
     store_documents,
     unchanged_names,
 )
+
+log = logging.getLogger(__name__)
+
+SOURCE_PATH_SEPARATOR = " › "
+SOURCES_SEPARATOR = " · "
 
 
 def minilm_embedder(settings: Settings) -> Callable[[Sequence[str]], np.ndarray]:
@@ -85,6 +98,11 @@ class Retrieved:
     """What the block holds, best first (for the reply's metadata and its sources line)."""
     context: str = ""
 
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """The hits as a reply's metadata records them."""
+        return [hit.as_metadata() for hit in self.hits]
+
 
 class KnowledgeService:
     """One per process: the retriever (its index and cached example vectors) and the settings."""
@@ -114,7 +132,42 @@ class KnowledgeService:
             return Retrieved(plain)
         with session_scope(engine) as session:
             hits = self.retriever.retrieve_text(session, query, top_k, exclude=exclude)
+        if not hits:
+            return Retrieved(plain)
         context, used = pack_context(hits, self.settings.retrieval_token_budget, self.count_tokens)
         if not context:
             return Retrieved(plain)
         return Retrieved(with_context(plain, context), used, context)
+
+    def augment_or_plain(
+        self,
+        engine: Engine,
+        messages: Sequence[Mapping[str, Any]],
+        exclude: Sequence[tuple[str, int]] = (),
+    ) -> Retrieved:
+        """``augment``, except that a failed retrieval (the embedding model missing, the database
+        unreachable) is logged and the prompt goes out without context: it must not cost the reply."""
+        try:
+            return self.augment(engine, messages, exclude)
+        except Exception:
+            log.warning("retrieval failed; answering without team knowledge", exc_info=True)
+            return Retrieved([dict(m) for m in messages])
+
+
+def source_label(hit: Hit) -> str:
+    """What a reader sees of one source: a file's heading path ("Policies › Returns", from the
+    chunk's prefix) or "Approved reply #12"."""
+    if hit.kind != KNOWLEDGE:
+        return hit.title[:1].upper() + hit.title[1:]
+    first_line = hit.text.strip().split("\n", 1)[0].strip()
+    path = first_line.split(HEADING_SEPARATOR)
+    if path[0] == hit.title and len(path) > 1:
+        return SOURCE_PATH_SEPARATOR.join(path)
+    return hit.title
+
+
+def sources_line(hits: Sequence[Hit]) -> str:
+    """One line naming the sources, each once, best first ("Sources: Policies › Returns ·
+    Approved reply #12"); empty without hits."""
+    labels = list(dict.fromkeys(source_label(hit) for hit in hits))
+    return f"Sources: {SOURCES_SEPARATOR.join(labels)}" if labels else ""

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 import brandvoice
 from brandvoice.bot.api import chat_completions, health, rest
 from brandvoice.bot.api.guards import RequestGuards
+from brandvoice.bot.knowledge import KnowledgeService
 from brandvoice.bot.settings import Settings
 from brandvoice.inference.backend_cache import BackendLoader
 from brandvoice.store.db import make_engine, upgrade
@@ -34,12 +35,15 @@ def create_app(
     engine: Engine | None = None,
     backend_loader: BackendLoader | None = None,
     slack_app: Any = None,
+    knowledge: KnowledgeService | None = None,
 ) -> FastAPI:
     """Build the app; the database is migrated first so every route sees the newest schema.
 
     ``slack_app`` is a slack-bolt ``AsyncApp``. In HTTP mode its events, commands, shortcuts and
     interactivity all arrive at ``/slack/events`` (signature verified before the body is parsed);
     with ``SLACK_APP_TOKEN`` set it connects out over Socket Mode for the app's lifetime instead.
+    ``knowledge`` is the process's retrieval service; pass the Slack app's own so both share one
+    index (a new one otherwise).
     """
     if engine is None:
         engine = make_engine(settings.database_url)
@@ -77,6 +81,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.backend_loader = backend_loader
+    app.state.knowledge = knowledge or KnowledgeService(settings)
     app.add_middleware(RequestGuards, settings=settings)
     if slack_app is not None and not socket_mode:
         from brandvoice.bot.slack.endpoint import SlackEndpoint

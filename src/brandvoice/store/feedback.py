@@ -81,6 +81,7 @@ def record_interaction(
     asker: str | None = None,
     model_version_id: int | None = None,
     latency_ms: int | None = None,
+    retrieved: list[dict[str, Any]] | None = None,
 ) -> Interaction:
     interaction = Interaction(
         channel=channel,
@@ -91,6 +92,7 @@ def record_interaction(
         reply=reply,
         model_version_id=model_version_id,
         latency_ms=latency_ms,
+        retrieved=retrieved or None,
     )
     session.add(interaction)
     session.flush()

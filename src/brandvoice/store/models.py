@@ -102,6 +102,10 @@ class Interaction(SQLModel, table=True):
     model_version_id: int | None = Field(default=None, foreign_key="modelversion.id")
     latency_ms: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    retrieved: list[dict[str, Any]] | None = json_column(nullable=True)
+    """What retrieval put in the prompt (kind, id, title, score; best first); None when nothing
+    was. ``prompt_messages`` stays the prompt without it, so examples made from the reply do not
+    carry context that was current only then."""
 
 
 class FeedbackVote(SQLModel, table=True):

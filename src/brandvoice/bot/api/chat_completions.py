@@ -6,6 +6,11 @@ answer is recorded as an interaction, like the bot's, so API traffic can be cura
 With ``stream: true`` the reply goes out as server-sent ``chat.completion.chunk`` events while the
 model writes it, then ``[DONE]``; ``stream_options.include_usage`` adds a last chunk with the
 counts. A client that hangs up stops generation, and a reply nobody received is not recorded.
+
+The team knowledge most relevant to the last user message goes into the prompt first (unless
+``KNOWLEDGE_ENABLED`` is off); what was retrieved comes back in an extra top-level ``brandvoice``
+field, ``{"sources": [...]}``, of the completion or of the stream's first chunk. OpenAI's clients
+keep fields they do not know, so nothing breaks for them.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from brandvoice.bot.api.deps import get_engine, get_settings, require_token
+from brandvoice.bot.knowledge import KnowledgeService, Retrieved, source_label
 from brandvoice.bot.settings import Settings
 from brandvoice.inference.backend_cache import BackendLoader
 from brandvoice.inference.chat import ChatBackend, ChatDelta, ChatResult, Sampling, collect_deltas
+from brandvoice.inference.retrieval import Hit
 from brandvoice.store.db import session_scope
 from brandvoice.store.feedback import record_interaction
 from brandvoice.store.models import ModelVersion, VersionStatus
@@ -78,8 +85,19 @@ def _backend_for(request: Request, version: ModelVersion | None) -> ChatBackend:
     return loader(version)
 
 
+def brandvoice_body(hits: list[Hit]) -> dict[str, Any]:
+    """The extra ``brandvoice`` field: each source as the reply's metadata records it, with the
+    label the Slack reply shows and a snippet of its text."""
+    return {
+        "sources": [
+            {**hit.as_metadata(), "label": source_label(hit), "snippet": hit.snippet}
+            for hit in hits
+        ]
+    }
+
+
 def _completion_body(
-    completion_id: str, model: str, result: ChatResult, created: int
+    completion_id: str, model: str, result: ChatResult, created: int, hits: list[Hit]
 ) -> dict[str, Any]:
     return {
         "id": completion_id,
@@ -94,6 +112,7 @@ def _completion_body(
             }
         ],
         "usage": _usage_body(result),
+        "brandvoice": brandvoice_body(hits),
     }
 
 
@@ -108,13 +127,26 @@ def _usage_body(result: ChatResult) -> dict[str, int]:
 class CompletionStream:
     """The reply as OpenAI's ``chat.completion.chunk`` events, each sent as the model writes it."""
 
-    def __init__(self, completion_id: str, model: str, created: int, include_usage: bool):
+    def __init__(
+        self,
+        completion_id: str,
+        model: str,
+        created: int,
+        include_usage: bool,
+        hits: list[Hit] | None = None,
+    ):
         self.completion_id, self.model, self.created = completion_id, model, created
         self.include_usage = include_usage
+        self.hits = hits or []
         self.result: ChatResult | None = None
         """The whole reply, once the model has finished it."""
 
-    def event(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
+    def event(
+        self,
+        choices: list[dict[str, Any]],
+        usage: dict[str, int] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
         chunk: dict[str, Any] = {
             "id": self.completion_id,
             "object": "chat.completion.chunk",
@@ -124,13 +156,15 @@ class CompletionStream:
         }
         if self.include_usage:
             chunk["usage"] = usage
+        chunk.update(extra or {})
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
     def delta(self, delta: dict[str, str], finish: str | None = None) -> str:
         return self.event([{"index": 0, "delta": delta, "finish_reason": finish}])
 
     async def events(self, deltas: AsyncIterator[ChatDelta]) -> AsyncIterator[str]:
-        yield self.delta({"role": "assistant", "content": ""})
+        first = [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
+        yield self.event(first, extra={"brandvoice": brandvoice_body(self.hits)})
         received: list[ChatDelta] = []
         async with aclosing(deltas) as stream:
             async for piece in stream:
@@ -171,6 +205,8 @@ async def chat_completions(
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     if messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": settings.system_prompt})
+    knowledge: KnowledgeService = request.app.state.knowledge
+    retrieved: Retrieved = await asyncio.to_thread(knowledge.augment_or_plain, engine, messages)
     sampling = Sampling(
         temperature=body.temperature,
         max_tokens=body.max_completion_tokens or body.max_tokens or 256,
@@ -192,6 +228,7 @@ async def chat_completions(
                 asker=body.user or actor,
                 model_version_id=version.id if version else None,
                 latency_ms=latency_ms,
+                retrieved=retrieved.sources,
             )
 
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -199,13 +236,13 @@ async def chat_completions(
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        stream = CompletionStream(completion_id, model_name, created, include_usage)
+        stream = CompletionStream(completion_id, model_name, created, include_usage, retrieved.hits)
         return StreamingResponse(
-            _stream_and_record(stream, backend.stream(messages, sampling), record),
+            _stream_and_record(stream, backend.stream(retrieved.messages, sampling), record),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
     started = time.perf_counter()
-    result = await asyncio.to_thread(backend.complete, messages, sampling)
+    result = await asyncio.to_thread(backend.complete, retrieved.messages, sampling)
     await asyncio.to_thread(record, result, int((time.perf_counter() - started) * 1000))
-    return _completion_body(completion_id, model_name, result, created)
+    return _completion_body(completion_id, model_name, result, created, retrieved.hits)

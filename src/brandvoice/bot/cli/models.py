@@ -327,7 +327,10 @@ def chat_command(
     max_tokens: int = 200,
     temperature: float = 0.0,
 ) -> None:
-    """Ask the promoted model (or VERSION) one question."""
+    """Ask the promoted model (or VERSION) one question, with the team knowledge that fits it."""
+    from rich.markup import escape
+
+    from brandvoice.bot.knowledge import KnowledgeService, sources_line
     from brandvoice.trainer.registry import promoted_version
 
     with session_scope(engine()) as session:
@@ -337,5 +340,9 @@ def chat_command(
         {"role": "system", "content": settings().system_prompt},
         {"role": "user", "content": prompt},
     ]
-    result = backend.complete(messages, Sampling(temperature=temperature, max_tokens=max_tokens))
+    retrieved = KnowledgeService(settings()).augment_or_plain(engine(), messages)
+    sampling = Sampling(temperature=temperature, max_tokens=max_tokens)
+    result = backend.complete(retrieved.messages, sampling)
     console.print(f"[dim]{chosen.name if chosen else 'base model'}:[/dim] {result.text}")
+    if retrieved.hits:
+        console.print(f"[dim]{escape(sources_line(retrieved.hits))}[/dim]", highlight=False)

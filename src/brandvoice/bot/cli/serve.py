@@ -17,20 +17,26 @@ def web_command(
     """Serve Slack events, the REST API and /v1/chat/completions with uvicorn."""
     import uvicorn
 
+    from brandvoice.bot.knowledge import KnowledgeService
     from brandvoice.bot.slack.app import create_slack_app, slack_enabled
     from brandvoice.bot.slack.provider import promoted_model_provider
     from brandvoice.bot.web import create_app, freeze_startup_heap
 
     config = settings()
     load = backends().load  # the bot and the API share one cache of loaded models
+    knowledge = KnowledgeService(config)  # and one retrieval index
     slack_app = (
-        create_slack_app(config, engine(), promoted_model_provider(engine(), load))
+        create_slack_app(
+            config, engine(), promoted_model_provider(engine(), load), knowledge=knowledge
+        )
         if slack_enabled(config)
         else None
     )
     if slack_app is None:
         console.print("Slack is not configured (SLACK_BOT_TOKEN): serving the API only")
-    app = create_app(config, engine(), backend_loader=load, slack_app=slack_app)
+    app = create_app(
+        config, engine(), backend_loader=load, slack_app=slack_app, knowledge=knowledge
+    )
     freeze_startup_heap()
     uvicorn.run(app, host=host or config.host, port=port or config.port, log_level="info")
 

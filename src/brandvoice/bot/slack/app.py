@@ -16,6 +16,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 
+from brandvoice.bot.knowledge import KnowledgeService
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.slack.auth import CuratorAuth, InstallationGuard
 from brandvoice.bot.slack.client import make_client
@@ -35,7 +36,9 @@ def build_deps(
     engine: Engine,
     chat_provider: ChatProvider,
     client: AsyncWebClient | None = None,
+    knowledge: KnowledgeService | None = None,
 ) -> SlackDeps:
+    """``knowledge`` is the process's one service (shared with the API); a new one otherwise."""
     client = client or make_client(settings.slack_bot_token, settings.slack_api_url)
     auth = CuratorAuth(
         client, settings.curator_ids, settings.curator_group, ttl_s=settings.curator_cache_s
@@ -47,6 +50,7 @@ def build_deps(
         chat_provider=chat_provider,
         auth=auth,
         redactor=settings.redactor,
+        knowledge=knowledge or KnowledgeService(settings),
     )
 
 
@@ -112,6 +116,7 @@ def create_slack_app(
     engine: Engine,
     chat_provider: ChatProvider | None = None,
     client: AsyncWebClient | None = None,
+    knowledge: KnowledgeService | None = None,
 ) -> AsyncApp:
     """The bot as ``brandvoice web`` runs it: the promoted version answers unless told otherwise.
 
@@ -122,7 +127,7 @@ def create_slack_app(
         from brandvoice.bot.backends import Backends
 
         chat_provider = promoted_model_provider(engine, Backends(settings).load)
-    return build_slack_app(build_deps(settings, engine, chat_provider, client))
+    return build_slack_app(build_deps(settings, engine, chat_provider, client, knowledge))
 
 
 async def start_socket_mode(app: AsyncApp, app_token: str) -> AsyncSocketModeHandler:

@@ -21,6 +21,8 @@ SECTION_LIMIT = 3000
 """Slack refuses a section whose text is longer (``invalid_blocks``)."""
 FIELD_LIMIT = 2000
 INPUT_LIMIT = 3000
+SOURCES_LIMIT = 500
+"""A reply's sources line stays compact (Slack's own limit for a context element is 3000)."""
 
 REPLY_EVENT_TYPE = "brandvoice_reply"
 PROMOTE_ACTION = "report_promote"
@@ -55,6 +57,11 @@ def section(text: str) -> Block:
 
 def context(text: str) -> Block:
     return {"type": "context", "elements": [mrkdwn(text)]}
+
+
+def escape(text: str) -> str:
+    """Text shown as itself in mrkdwn: Slack reads ``&``, ``<`` and ``>`` as markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def truncate(text: str, limit: int) -> str:
@@ -141,20 +148,25 @@ def build_feedback_actions(interaction_id: int) -> Block:
     }
 
 
-def build_reply_footer(hint: str, interaction_id: int) -> list[Block]:
-    """What goes under a reply: who wrote it and how to curate it, then the feedback buttons."""
-    return [context(hint), build_feedback_actions(interaction_id)]
+def build_reply_footer(hint: str, interaction_id: int, sources: str = "") -> list[Block]:
+    """What goes under a reply: its sources (one compact line, when it had any), who wrote it
+    and how to curate it, then the feedback buttons."""
+    blocks = [context(escape(truncate(sources, SOURCES_LIMIT)))] if sources else []
+    return [*blocks, context(hint), build_feedback_actions(interaction_id)]
 
 
-def reply_metadata(interaction_id: int, model_version: str | None) -> dict[str, Any]:
-    """Message metadata naming the interaction and the model version that wrote the reply."""
-    return {
-        "event_type": REPLY_EVENT_TYPE,
-        "event_payload": {
-            "interaction_id": interaction_id,
-            "model_version": model_version or "base",
-        },
+def reply_metadata(
+    interaction_id: int, model_version: str | None, sources: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Message metadata naming the interaction, the model version that wrote the reply and what
+    was retrieved for it (``knowledge:12``, ``example:3``)."""
+    payload: dict[str, Any] = {
+        "interaction_id": interaction_id,
+        "model_version": model_version or "base",
     }
+    if sources:
+        payload["sources"] = list(sources)
+    return {"event_type": REPLY_EVENT_TYPE, "event_payload": payload}
 
 
 # --- corrections -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from brandvoice.bot.knowledge import KnowledgeService
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.slack.auth import CuratorAuth
 from brandvoice.inference.chat import ChatBackend
@@ -49,6 +50,8 @@ class SlackDeps:
     auth: CuratorAuth
     count_tokens: TokenCounter = count_chat_tokens_batch
     redactor: Redactor = field(default_factory=Redactor)
+    knowledge: KnowledgeService | None = None
+    """What replies retrieve from; None answers without team knowledge."""
 
     async def in_session(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one transaction on a worker thread, keeping the event loop free."""

@@ -2,7 +2,9 @@
 
 Each triggering message is claimed once in the store, so the same question delivered as
 ``app_mention`` and as ``message``, or retried by Slack, is answered once. The finished reply
-carries its curation hint, feedback buttons and metadata naming the interaction.
+carries its curation hint, feedback buttons and metadata naming the interaction. Before the model
+writes, the team knowledge most relevant to the question goes into the prompt; the reply then
+shows those sources in one line, and the interaction and the message metadata record them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from brandvoice.bot.knowledge import Retrieved, sources_line
 from brandvoice.bot.slack.blocks import build_reply_footer, curation_hint, reply_metadata
 from brandvoice.bot.slack.client import log_slack_error, thread_messages
 from brandvoice.bot.slack.deps import ActiveModel, SlackDeps
@@ -152,8 +155,9 @@ async def answer_question(
         deps.settings.context_token_budget,
     )
     started = time.monotonic()
+    retrieved = await retrieve(deps, prompt)
     try:
-        active, result = await generate_reply(deps, prompt, reply)
+        active, result = await generate_reply(deps, retrieved.messages, reply)
         message_ts = await reply.message_ts()
     except ReplyUndeliverable:
         log.warning("no reply could be posted in %s; stopped generating", question.channel)
@@ -179,21 +183,31 @@ async def answer_question(
             reply=text,
             model_version_id=active.version_id,
             latency_ms=int((time.monotonic() - started) * 1000),
+            retrieved=retrieved.sources,
         )
     )
     assert interaction.id is not None
     settings = deps.settings
     hint = curation_hint(settings.approval_reaction, settings.approval_quorum, active.label)
-    footer = build_reply_footer(hint, interaction.id)
+    footer = build_reply_footer(hint, interaction.id, sources_line(retrieved.hits))
+    sources = [f"{hit.kind}:{hit.id}" for hit in retrieved.hits]
     await reply.finish(
         footer,
-        reply_metadata(interaction.id, active.version_name),
+        reply_metadata(interaction.id, active.version_name, sources),
         extra="" if result.text else "…",
     )
 
 
+async def retrieve(deps: SlackDeps, prompt: list[dict[str, str]]) -> Retrieved:
+    """The prompt with the team knowledge for its question (unchanged without any), retrieved on
+    a worker thread; ``prompt`` itself is what the interaction records."""
+    if deps.knowledge is None:
+        return Retrieved([dict(m) for m in prompt])
+    return await asyncio.to_thread(deps.knowledge.augment_or_plain, deps.engine, prompt)
+
+
 async def generate_reply(
-    deps: SlackDeps, prompt: list[dict[str, str]], reply: ReplyStream
+    deps: SlackDeps, prompt: list[dict[str, Any]], reply: ReplyStream
 ) -> tuple[ActiveModel, ChatResult]:
     """The model in production answers ``prompt``; each piece goes to ``reply`` as it arrives."""
     settings = deps.settings
