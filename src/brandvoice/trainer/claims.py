@@ -16,8 +16,8 @@ retrieved knowledge, the brand guidelines), and a claim is flagged when no sourc
 - **Flips.** An attribute the reply affirms (waterproof, in stock, free, available, included,
   refundable, "can <verb>") is flagged when a source states its opposite ("not waterproof",
   "water-resistant", "out of stock", "paid", "can't <verb>") and no source affirms it; and the
-  reverse for an attribute the reply denies. Questions are never a source of polarity, since
-  "Is it waterproof?" affirms nothing.
+  reverse for an attribute the reply denies. Questions, direct or indirect, are never a source
+  of polarity: "Is it waterproof?" and "asks if we can ship" affirm nothing.
 
 The check errs towards silence: a quantity or promise found anywhere in the sources passes, so it
 misses claims the sources happen to mention elsewhere, but what it flags is absent or contradicted.
@@ -260,13 +260,20 @@ _ATTRIBUTES = [
     _attribute(
         "free",
         r"(?<!feel )(?<![\w-])free(?![\w-])(?!\s+to\b)",
-        r"\bpaid\b|\bcosts?\s+extra\b|\bextra\s+(?:charge|cost|fee)\b",
+        r"\bpaid\s+(?:upgrade|option|add-?on|extra|service)\b|\bcosts?\s+extra\b"
+        r"|\bextra\s+(?:charge|cost|fee)\b|\bfor\s+a\s+fee\b",
     ),
     _attribute("available", r"(?<![\w-])available\b", r"\bunavailable\b|\bdiscontinued\b"),
     _attribute("included", r"\bincluded\b", r"\bsold\s+separately\b"),
     _attribute("refundable", r"(?<![\w-])refundable\b", r"\bnon-?refundable\b"),
 ]
 _CAN = re.compile(r"\b(?P<modal>can(?:'|’)?t|cannot|can\s+not|can)\s+(?:\w+ly\s+)?(?P<verb>[a-z]+)")
+
+
+def _asked(text: str, start: int) -> bool:
+    """Whether the words before ``start`` make it a question ("asks if we can ship")."""
+    before = re.findall(r"[\w'’]+", re.split(r"[,;:.!?]", text[:start])[-1])[-4:]
+    return any(w in {"if", "whether"} for w in before)
 
 
 def _negated(text: str, start: int) -> bool:
@@ -283,10 +290,14 @@ def _polarities(text: str) -> dict[str, set[bool]]:
             continue
         for attribute in _ATTRIBUTES:
             for match in attribute.affirm.finditer(sentence):
-                found.setdefault(attribute.name, set()).add(not _negated(sentence, match.start()))
+                if not _asked(sentence, match.start()):
+                    positive = not _negated(sentence, match.start())
+                    found.setdefault(attribute.name, set()).add(positive)
             if attribute.opposite.search(sentence):
                 found.setdefault(attribute.name, set()).add(False)
         for match in _CAN.finditer(sentence):
+            if _asked(sentence, match.start()):
+                continue
             positive = match.group("modal") == "can" and not _negated(sentence, match.start())
             found.setdefault(f"can {match.group('verb')}", set()).add(positive)
     return found
