@@ -6,16 +6,19 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from brandvoice.store.preference_jsonl import PreferenceRecord
 from brandvoice.trainer.config import TrainConfig
-from brandvoice.trainer.lora import train_lora
+from brandvoice.trainer.lora import TrainCallback, TrainResult, train_lora
 from brandvoice.trainer.preference import ReplyLogProbs, dpo_loss
 from brandvoice.trainer.preference_data import collate_pairs, tokenize_pairs
 
@@ -93,28 +96,75 @@ def _pairs(count: int, offset: int = 0) -> list[PreferenceRecord]:
     return pairs
 
 
-@pytest.mark.slow
-def test_sft_then_dpo_prefers_the_chosen_replies_on_held_out_pairs(
-    fresh_base: Any, brand_files: tuple[Path, Path], tmp_path: Path
-) -> None:
+@dataclass
+class Runs:
+    straight: TrainResult
+    interrupted: TrainResult
+    resumed: TrainResult
+
+
+STAGE_CONFIG = TrainConfig(
+    max_steps=1, batch_size=4, max_length=96, precision="fp32", num_threads=2, seed=0,
+    preference_min_pairs=4, preference_epochs=2, preference_learning_rate=1e-3,
+    preference_sft_weight=0.0,
+)  # fmt: skip
+
+
+class StopAtStageStep(TrainCallback):
+    """Stops the run at the first step of the preference stage (the second stage to start)."""
+
+    def __init__(self) -> None:
+        self.stage = 0
+
+    def on_step(self, step: int, total: int, metrics: Mapping[str, float]) -> str | None:
+        self.stage += step == 1
+        return "stop" if self.stage == 2 else None
+
+
+@pytest.fixture(scope="module")
+def runs(fresh_base: Any, brand_files: tuple[Path, Path], tmp_path_factory: Any) -> Runs:
     train, _ = brand_files
-    config = TrainConfig(
-        max_steps=1, batch_size=4, max_length=96, precision="fp32", num_threads=2, seed=0,
-        preference_min_pairs=4, preference_epochs=2, preference_learning_rate=1e-3,
-        preference_sft_weight=0.0,
-    )  # fmt: skip
-    result = train_lora(
-        train, None, tmp_path / "out", config, base_model=copy.deepcopy(fresh_base),
-        preferences=(_pairs(4), _pairs(2, offset=4)),
-    )  # fmt: skip
-    summary = result.manifest["preference"]
+    root = tmp_path_factory.mktemp("preference")
+    pairs = (_pairs(4), _pairs(2, offset=4))
+
+    def run(name: str, callback: TrainCallback | None = None, resume: Path | None = None) -> Any:
+        return train_lora(
+            train, None, root / name, STAGE_CONFIG, callback, resume_from=resume,
+            base_model=copy.deepcopy(fresh_base), preferences=pairs,
+        )  # fmt: skip
+
+    straight = run("straight")
+    interrupted = run("first-attempt", StopAtStageStep())
+    return Runs(straight, interrupted, run("second-attempt", resume=root / "first-attempt"))
+
+
+@pytest.mark.slow
+def test_sft_then_dpo_prefers_the_chosen_replies_on_held_out_pairs(runs: Runs) -> None:
+    summary = runs.straight.manifest["preference"]
     assert summary["used"] is True
     assert (summary["pairs"], summary["val_pairs"], summary["steps"]) == (4, 2, 2)
     assert summary["after"]["preference_loss"] < summary["before"]["preference_loss"]
     assert summary["after"]["preference_reward_accuracy"] == 1.0
-    on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert on_disk["preference"] == summary
-    assert not (tmp_path / "out" / "preference-checkpoints").exists()
+    out = runs.straight.output_dir
+    assert json.loads((out / "manifest.json").read_text())["preference"] == summary
+    assert not (out / "preference-checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_preference_stage_resumes_to_the_uninterrupted_adapter(runs: Runs) -> None:
+    assert runs.interrupted.status == "cancelled"
+    assert (runs.interrupted.output_dir / "preference-checkpoints").is_dir()
+    resumed, straight = runs.resumed.manifest, runs.straight.manifest
+    assert resumed["preference"]["used"] is True and resumed["preference"]["steps"] == 2
+    assert resumed["steps"] == straight["steps"] == 1  # supervised training was not redone
+    assert resumed["preference"]["after"] == pytest.approx(
+        straight["preference"]["after"], rel=1e-4
+    )
+    mine = load_file(runs.resumed.output_dir / "adapter_model.safetensors")
+    theirs = load_file(runs.straight.output_dir / "adapter_model.safetensors")
+    assert mine.keys() == theirs.keys()
+    for name, tensor in mine.items():
+        torch.testing.assert_close(tensor, theirs[name], rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.slow

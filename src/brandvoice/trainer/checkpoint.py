@@ -19,6 +19,8 @@ from typing import Any
 import torch
 
 CHECKPOINTS_DIR = "checkpoints"
+PREFERENCE_CHECKPOINTS = "preference-checkpoints"
+"""Where the preference stage checkpoints, beside supervised training's ``checkpoints``."""
 STATE_FILE = "state.pt"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "brandvoice-lora-manifest/1"
@@ -114,6 +116,16 @@ def latest_checkpoint(path: str | Path) -> Path | None:
     return candidates[-1].parent if candidates else None
 
 
+def preference_checkpoint(path: str | Path) -> Path | None:
+    """The newest checkpoint of an interrupted preference stage in run directory ``path``."""
+    return latest_checkpoint(Path(path) / PREFERENCE_CHECKPOINTS)
+
+
+def resumable(path: str | Path) -> bool:
+    """Whether a run directory holds a checkpoint of either stage to continue from."""
+    return latest_checkpoint(path) is not None or preference_checkpoint(path) is not None
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint's contents; ``path`` is a checkpoint or a run directory holding checkpoints."""
     found = latest_checkpoint(path)
@@ -206,5 +218,11 @@ def build_manifest(
 
 def write_manifest(output_dir: Path, manifest: dict[str, Any]) -> Path:
     path = output_dir / MANIFEST_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def read_manifest(output_dir: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((output_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    return manifest

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -132,6 +133,14 @@ def train_lora(
     hooks = [callbacks] if isinstance(callbacks, TrainCallback) else list(callbacks or [])
     if not is_terminal(sys.stdout) and not any(isinstance(h, ProgressLines) for h in hooks):
         hooks.append(ProgressLines(sys.stdout))
+    if (
+        preferences is not None
+        and resume_from is not None
+        and ckpt.preference_checkpoint(resume_from) is not None
+    ):
+        return _resume_preference_stage(
+            Path(resume_from), output_dir, config, hooks, preferences, base_model
+        )
     with torch_threads(config.num_threads):
         run, fit, best, resumed = _prepare(config, train_path, val_path, base_model, resume_from)
         run.report_probes = dict(probes or {})
@@ -139,6 +148,47 @@ def train_lora(
         if preferences is not None and result.status != "cancelled":
             result = _preference_stage(run, result, preferences, hooks, snapshot_hash)
         return result
+
+
+def _resume_preference_stage(
+    run_dir: Path,
+    output_dir: Path,
+    config: TrainConfig,
+    hooks: list[TrainCallback],
+    preferences: tuple[Sequence[PreferenceLike], Sequence[PreferenceLike]],
+    base_model: nn.Module | None,
+) -> TrainResult:
+    """Supervised training finished in ``run_dir`` and the preference stage was interrupted:
+    continue the stage on the adapter it left; the result reports both stages."""
+    from brandvoice.trainer.preference import train_preference
+
+    sft = ckpt.read_manifest(run_dir / ckpt.PREFERENCE_CHECKPOINTS)
+    if output_dir.resolve() != run_dir.resolve():  # so that this attempt can be resumed too
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            shutil.copy2(run_dir / name, output_dir / name)
+        ckpt.write_manifest(output_dir / ckpt.PREFERENCE_CHECKPOINTS, sft)
+    stage = train_preference(
+        output_dir, output_dir, preferences, config, hooks, base_model=base_model,
+        resume_from=run_dir,
+    )  # fmt: skip
+    manifest = sft | {"preference": stage.manifest.get("preference")}
+    if stage.status != "cancelled":
+        ckpt.write_manifest(output_dir, manifest)
+    return TrainResult(
+        output_dir=output_dir,
+        status=stage.status if stage.status == "cancelled" else sft["status"],
+        steps=sft["steps"],
+        total_steps=sft["total_steps"],
+        best_step=sft["best"]["step"],
+        best_eval_loss=sft["best"]["eval_loss"],
+        first_train_loss=sft["first_train_loss"],
+        final_train_loss=sft["final"]["train_loss"],
+        trained_tokens=sft["trained_tokens"],
+        seconds=sft["seconds"] + stage.seconds,
+        evals=sft["evals"],
+        manifest=manifest,
+    )
 
 
 def _preference_stage(
@@ -167,7 +217,11 @@ def _preference_stage(
         )
         summary: dict[str, Any] = {"pairs": len(train_pairs), "used": False, "reason": reason}
     else:
+        # Kept with the stage's checkpoints: what a resumed stage reports of supervised training.
+        ckpt.write_manifest(output_dir / ckpt.PREFERENCE_CHECKPOINTS, result.manifest)
         done = fit_stage(stage, ckpt.FitState(), None, None, output_dir, hooks, snapshot_hash)
+        if done.status == "cancelled":  # resumable: its checkpoint stays, and the SFT adapter
+            return replace(result, status="cancelled")
         remove_preference_checkpoints(output_dir)
         summary = preference_summary(stage, done)
     manifest = result.manifest | {"preference": summary}
@@ -254,7 +308,7 @@ def _prepare(
     loss_module.train(dropout_active(model))
     fit, best = ckpt.FitState(), None
     if resumed:
-        fit, best = _restore(resumed, model, optimizer, scheduler)
+        fit, best = restore_checkpoint(resumed, model, optimizer, scheduler)
     run = _Run(config, accelerator, loss_module, optimizer, scheduler, params, train, val, plan)
     run.pad_id, run.bf16, run.tokenizer = tokenizer.pad_token_id or 0, bf16, tokenizer
     if val is not None and val_path and config.select_by == "voice":
@@ -525,7 +579,7 @@ def _notify(accelerator: Any, hooks: list[TrainCallback], name: str, *args: Any)
     return stop
 
 
-def _restore(
+def restore_checkpoint(
     resumed: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any
 ) -> tuple[ckpt.FitState, dict[str, torch.Tensor] | None]:
     load_adapter_state(model, resumed["adapter"])

@@ -36,7 +36,7 @@ from brandvoice.store.models import (
 from brandvoice.store.preference_jsonl import PreferenceRecord, read_preference_jsonl
 from brandvoice.store.runs import RunCancelled, RunClaim, RunSkipped, hold_claim
 from brandvoice.store.snapshots import SnapshotOptions, preference_paths, snapshot_dataset
-from brandvoice.trainer.checkpoint import latest_checkpoint
+from brandvoice.trainer.checkpoint import resumable
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.eval_report import EvalReport
 from brandvoice.trainer.evaluate import Contender, EvalConfig, Similarity, evaluate
@@ -169,10 +169,9 @@ def _resume_point(artifacts_dir: Path, claim: RunClaim) -> Path | None:
     """The newest checkpoint an earlier attempt of the run left, to continue from."""
     run_dir = artifacts_dir / "runs" / f"run-{claim.run_id}"
     for attempt in range(claim.attempt - 1, 0, -1):
-        found = latest_checkpoint(run_dir / f"attempt-{attempt}")
-        if found is not None:
+        if resumable(run_dir / f"attempt-{attempt}"):
             return run_dir / f"attempt-{attempt}"
-    return run_dir if latest_checkpoint(run_dir) else None
+    return run_dir if resumable(run_dir) else None
 
 
 def run_retrain(

@@ -32,6 +32,7 @@ from brandvoice.trainer.lora import (
     TrainResult,
     fit_stage,
     record_eval,
+    restore_checkpoint,
     scheduler_for,
     steps_per_epoch,
 )
@@ -54,8 +55,6 @@ from brandvoice.trainer.preference_data import (
 from brandvoice.trainer.sft_data import plan_steps
 
 log = logging.getLogger(__name__)
-
-PREFERENCE_CHECKPOINTS = "preference-checkpoints"
 
 
 def dpo_loss(
@@ -206,7 +205,7 @@ class PreferenceRun:
     ) -> None:
         if self.accelerator.is_main_process:
             ckpt.save_checkpoint(
-                output_dir / PREFERENCE_CHECKPOINTS,
+                output_dir / ckpt.PREFERENCE_CHECKPOINTS,
                 fit=fit,
                 adapter=adapter_state(self.accelerator.unwrap_model(self.loss_module).model),
                 best_adapter=best,
@@ -284,7 +283,7 @@ def prepare_preference_run(
 
 
 def remove_preference_checkpoints(output_dir: Path) -> None:
-    shutil.rmtree(output_dir / PREFERENCE_CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(output_dir / ckpt.PREFERENCE_CHECKPOINTS, ignore_errors=True)
 
 
 def train_preference(
@@ -295,9 +294,11 @@ def train_preference(
     callbacks: TrainCallback | Sequence[TrainCallback] | None = None,
     *,
     base_model: nn.Module | None = None,
+    resume_from: str | Path | None = None,
 ) -> TrainResult:
     """The preference stage alone, on an adapter already trained (by ``train_lora``): the new
-    adapter and a manifest whose ``preference`` says what was used go to ``output_dir``."""
+    adapter and a manifest whose ``preference`` says what was used go to ``output_dir``.
+    ``resume_from`` is a run directory where this stage was interrupted (its checkpoints)."""
     from accelerate import Accelerator
     from peft import PeftModel
 
@@ -332,11 +333,35 @@ def train_preference(
                 f"{len(train_pairs)} training pairs, fewer than preference_min_pairs="
                 f"{config.preference_min_pairs}: nothing to train"
             )
-        result = fit_stage(stage, ckpt.FitState(), None, None, output_dir, hooks, None)
+        fit, best, resumed = ckpt.FitState(), None, None
+        if resume_from is not None:
+            fit, best, resumed = restore_stage(stage, resume_from)
+        result = fit_stage(stage, fit, best, resumed, output_dir, hooks, None)
+        if result.status == "cancelled":
+            return result
         remove_preference_checkpoints(output_dir)
         manifest = result.manifest | {"preference": preference_summary(stage, result)}
         ckpt.write_manifest(output_dir, manifest)
         return replace(result, manifest=manifest)
+
+
+def restore_stage(
+    stage: PreferenceRun, run_dir: str | Path
+) -> tuple[ckpt.FitState, dict[str, torch.Tensor] | None, dict[str, Any]]:
+    """Continue ``stage`` from the newest preference checkpoint in ``run_dir``; the same pairs
+    and settings are required, as for supervised training."""
+    found = ckpt.preference_checkpoint(run_dir)
+    if found is None:
+        raise FileNotFoundError(f"no preference-stage checkpoint under {run_dir}")
+    resumed = ckpt.load_checkpoint(found)
+    mismatches = stage.config.resume_mismatches(resumed["hyperparameters"])
+    if mismatches:
+        raise ValueError(f"cannot resume from {found}: config differs in {', '.join(mismatches)}")
+    if resumed["data_fingerprint"] != stage.train.fingerprint() or resumed["plan"] != stage.plan:
+        raise ValueError(f"cannot resume from {found}: the preference pairs are not the same")
+    model = stage.accelerator.unwrap_model(stage.loss_module).model
+    fit, best = restore_checkpoint(resumed, model, stage.optimizer, stage.scheduler)
+    return fit, best, resumed
 
 
 def preference_summary(stage: PreferenceRun, result: TrainResult) -> dict[str, Any]:
