@@ -18,9 +18,11 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from brandvoice.datagen.guidelines import get_guidelines
 from brandvoice.inference.backend_cache import BackendLoader
 from brandvoice.inference.chat import ChatBackend
 from brandvoice.store.db import session_scope
+from brandvoice.store.knowledge import live_chunks
 from brandvoice.store.models import (
     DatasetSnapshot,
     Example,
@@ -364,6 +366,8 @@ def evaluate_candidate(
     """
     with session_scope(engine) as session:
         current = promoted_version(session)
+        guidelines = get_guidelines(session)
+        knowledge = [chunk.text for chunk, _ in live_chunks(session)]
     base = Contender("base model", services.load_backend(None))
     production = (
         Contender(current.name, services.load_backend(current)) if current is not None else base
@@ -388,6 +392,7 @@ def evaluate_candidate(
         config=config.eval,
         max_length=max_length,
         progress=step,
+        knowledge=[guidelines, *knowledge] if guidelines else knowledge,
     )
 
 
