@@ -144,9 +144,11 @@ def run_seed(
     fixed = {split: corrections(sft_model, tokenizer, requests[split]) for split in requests}
     stage_train = fixed["train"] + faults["train"][:-STAGE_VAL]
     started = time.process_time()
+    overrides = dict(item.split("=", 1) for item in args.set)
+    stage_config = TrainConfig.model_validate(config.model_dump() | overrides)
     dpo = train_preference(
-        sft_dir, workdir / f"dpo-{seed}", (stage_train, faults["train"][-STAGE_VAL:]), config,
-        base_model=copy.deepcopy(base),
+        sft_dir, workdir / f"dpo-{seed}", (stage_train, faults["train"][-STAGE_VAL:]),
+        stage_config, base_model=copy.deepcopy(base),
     )  # fmt: skip
     dpo_cpu = time.process_time() - started
     result: dict[str, Any] = {"seed": seed, "sft_cpu_s": sft_cpu, "dpo_cpu_s": dpo_cpu}
@@ -186,6 +188,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
     parser.add_argument("--judge-url", help="an OpenAI-compatible judge instead of the local model")
     parser.add_argument("--sft-adapter", help="reuse this SFT adapter (written by this bench)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a TrainConfig field of the preference stage (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer("smollm2-135m-instruct")
@@ -224,7 +230,7 @@ def main() -> None:
     out.write_text(json.dumps({
         "command": "python " + " ".join(sys.argv), "runs": runs,
         "summary": {"accuracy_gain": gain, "voice_delta": voice, "win_rate": win, "met": met},
-        "config": TrainConfig().hyperparameters(), "versions": package_versions(),
+        "config": TrainConfig().hyperparameters(), "overrides": args.set, "versions": package_versions(),
         "git_sha": git_sha(),
     }, indent=2, ensure_ascii=False))  # fmt: skip
     print(f"wrote {out}")

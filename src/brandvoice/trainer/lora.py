@@ -130,9 +130,7 @@ def train_lora(
     """
     config = config or TrainConfig()
     output_dir = Path(output_dir)
-    hooks = [callbacks] if isinstance(callbacks, TrainCallback) else list(callbacks or [])
-    if not is_terminal(sys.stdout) and not any(isinstance(h, ProgressLines) for h in hooks):
-        hooks.append(ProgressLines(sys.stdout))
+    hooks = progress_hooks(callbacks)
     if (
         preferences is not None
         and resume_from is not None
@@ -148,6 +146,16 @@ def train_lora(
         if preferences is not None and result.status != "cancelled":
             result = _preference_stage(run, result, preferences, hooks, snapshot_hash)
         return result
+
+
+def progress_hooks(
+    callbacks: TrainCallback | Sequence[TrainCallback] | None,
+) -> list[TrainCallback]:
+    """The callbacks, plus progress lines on standard output when it is not a terminal."""
+    hooks = [callbacks] if isinstance(callbacks, TrainCallback) else list(callbacks or [])
+    if not is_terminal(sys.stdout) and not any(isinstance(h, ProgressLines) for h in hooks):
+        hooks.append(ProgressLines(sys.stdout))
+    return hooks
 
 
 def _resume_preference_stage(

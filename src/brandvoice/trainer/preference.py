@@ -31,6 +31,7 @@ from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.lora import (
     TrainResult,
     fit_stage,
+    progress_hooks,
     record_eval,
     restore_checkpoint,
     scheduler_for,
@@ -310,7 +311,7 @@ def train_preference(
 
     config = config or TrainConfig()
     output_dir = Path(output_dir)
-    hooks = [callbacks] if isinstance(callbacks, TrainCallback) else list(callbacks or [])
+    hooks = progress_hooks(callbacks)
     with torch_threads(config.num_threads):
         device = pick_device(None if config.device == "auto" else config.device)
         bf16 = use_bf16(config, device)
