@@ -68,6 +68,9 @@ class FitStage(Protocol):
     config: TrainConfig
     accelerator: Any
     loss_module: nn.Module
+    optimizer: Any
+    scheduler: Any
+    params: list[nn.Parameter]
     plan: list[list[list[int]]]
     val: Any
 
@@ -375,27 +378,7 @@ class _Run:
                     summed, _ = self.loss_module(**self.batch(examples))
                 acc.backward(summed * acc.num_processes / step_tokens)
             loss_sum += summed.detach()
-        grad_norm = (
-            acc.clip_grad_norm_(self.params, self.config.max_grad_norm)
-            if self.config.max_grad_norm
-            else None
-        )
-        lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = acc.reduce(loss_sum, "sum").item() / step_tokens
-        fit.step += 1
-        fit.trained_tokens += step_tokens
-        fit.window_loss_sum += loss * step_tokens
-        fit.window_tokens += step_tokens
-        fit.first_train_loss = fit.first_train_loss if fit.first_train_loss is not None else loss
-        fit.last_train_loss = loss
-        metrics = {"loss": loss, "lr": lr, "tokens": step_tokens}
-        metrics |= {"trained_tokens": fit.trained_tokens, "epoch": fit.step / self.steps_per_epoch}
-        if grad_norm is not None:
-            metrics["grad_norm"] = float(grad_norm)
-        return metrics
+        return finish_step(self, fit, loss_sum, step_tokens, step_tokens)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -452,20 +435,58 @@ class _Run:
     def save_checkpoint(
         self, output_dir: Path, fit: ckpt.FitState, best: dict[str, torch.Tensor] | None
     ) -> None:
-        if self.accelerator.is_main_process:
-            ckpt.save_checkpoint(
-                output_dir,
-                fit=fit,
-                adapter=adapter_state(self.accelerator.unwrap_model(self.loss_module).model),
-                best_adapter=best,
-                optimizer=self.optimizer.state_dict(),
-                scheduler=self.scheduler.state_dict(),
-                plan=self.plan,
-                data_fingerprint=self.train.fingerprint(),
-                hyperparameters=self.config.hyperparameters(),
-                keep=self.config.keep_checkpoints,
-            )
-        self.accelerator.wait_for_everyone()
+        save_stage_checkpoint(self, output_dir, fit, best, self.train.fingerprint())
+
+
+def finish_step(
+    run: FitStage, fit: ckpt.FitState, loss_sum: torch.Tensor, weight: int, tokens: int
+) -> dict[str, float]:
+    """Clip, step the optimizer and the schedule, and record the step in ``fit``: its loss is
+    ``loss_sum`` over ``weight`` (target tokens for SFT, pairs for the preference stage)."""
+    acc, config = run.accelerator, run.config
+    grad_norm = (
+        acc.clip_grad_norm_(run.params, config.max_grad_norm) if config.max_grad_norm else None
+    )
+    lr = run.scheduler.get_last_lr()[0]
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss = acc.reduce(loss_sum, "sum").item() / weight
+    fit.step += 1
+    fit.trained_tokens += tokens
+    fit.window_loss_sum += loss * weight
+    fit.window_tokens += weight
+    fit.first_train_loss = fit.first_train_loss if fit.first_train_loss is not None else loss
+    fit.last_train_loss = loss
+    metrics = {"loss": loss, "lr": lr, "tokens": tokens}
+    metrics |= {"trained_tokens": fit.trained_tokens, "epoch": fit.step / run.steps_per_epoch}
+    if grad_norm is not None:
+        metrics["grad_norm"] = float(grad_norm)
+    return metrics
+
+
+def save_stage_checkpoint(
+    run: FitStage,
+    directory: Path,
+    fit: ckpt.FitState,
+    best: dict[str, torch.Tensor] | None,
+    fingerprint: str,
+) -> None:
+    """A resumable checkpoint of ``run`` under ``directory`` (main process only)."""
+    if run.accelerator.is_main_process:
+        ckpt.save_checkpoint(
+            directory,
+            fit=fit,
+            adapter=adapter_state(run.accelerator.unwrap_model(run.loss_module).model),
+            best_adapter=best,
+            optimizer=run.optimizer.state_dict(),
+            scheduler=run.scheduler.state_dict(),
+            plan=run.plan,
+            data_fingerprint=fingerprint,
+            hyperparameters=run.config.hyperparameters(),
+            keep=run.config.keep_checkpoints,
+        )
+    run.accelerator.wait_for_everyone()
 
 
 def record_eval(

@@ -30,10 +30,12 @@ from brandvoice.trainer.callbacks import TrainCallback
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.lora import (
     TrainResult,
+    finish_step,
     fit_stage,
     progress_hooks,
     record_eval,
     restore_checkpoint,
+    save_stage_checkpoint,
     scheduler_for,
     steps_per_epoch,
 )
@@ -146,23 +148,8 @@ class PreferenceRun:
             loss_sum += summed.detach()
             correct += int((margins > 0).sum())
             tokens += sum(p.chosen.n_targets + p.rejected.n_targets for p in pairs)
-        grad_norm = acc.clip_grad_norm_(self.params, self.config.max_grad_norm or float("inf"))
-        lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = acc.reduce(loss_sum, "sum").item() / step_pairs
-        fit.step += 1
-        fit.trained_tokens += tokens
-        fit.window_loss_sum += loss * step_pairs
-        fit.window_tokens += step_pairs
-        fit.first_train_loss = fit.first_train_loss if fit.first_train_loss is not None else loss
-        fit.last_train_loss = loss
-        return {
-            "loss": loss, "lr": lr, "tokens": tokens, "trained_tokens": fit.trained_tokens,
-            "epoch": fit.step / self.steps_per_epoch, "reward_accuracy": correct / step_pairs,
-            "grad_norm": float(grad_norm),
-        }  # fmt: skip
+        metrics = finish_step(self, fit, loss_sum, step_pairs, tokens)
+        return metrics | {"reward_accuracy": correct / step_pairs}
 
     @property
     def steps_per_epoch(self) -> int:
@@ -204,20 +191,8 @@ class PreferenceRun:
     def save_checkpoint(
         self, output_dir: Path, fit: ckpt.FitState, best: dict[str, torch.Tensor] | None
     ) -> None:
-        if self.accelerator.is_main_process:
-            ckpt.save_checkpoint(
-                output_dir / ckpt.PREFERENCE_CHECKPOINTS,
-                fit=fit,
-                adapter=adapter_state(self.accelerator.unwrap_model(self.loss_module).model),
-                best_adapter=best,
-                optimizer=self.optimizer.state_dict(),
-                scheduler=self.scheduler.state_dict(),
-                plan=self.plan,
-                data_fingerprint=self.train.fingerprint(),
-                hyperparameters=self.config.hyperparameters(),
-                keep=self.config.keep_checkpoints,
-            )
-        self.accelerator.wait_for_everyone()
+        directory = output_dir / ckpt.PREFERENCE_CHECKPOINTS
+        save_stage_checkpoint(self, directory, fit, best, self.train.fingerprint())
 
     def data_counts(self) -> dict[str, int]:
         return {
