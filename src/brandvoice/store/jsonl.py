@@ -326,14 +326,19 @@ def dump_example(messages: Sequence[Mapping[str, Any]]) -> str:
     return line
 
 
-def write_jsonl(path: Path, conversations: Iterable[Sequence[Mapping[str, Any]]]) -> int:
-    """Write conversations atomically (temp file, then rename); returns how many were written."""
+def write_lines(path: Path, lines: Iterable[str]) -> int:
+    """Write JSONL lines atomically (temp file, then rename); returns how many were written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     count = 0
     with tmp.open("w", encoding="utf-8") as handle:
-        for messages in conversations:
-            handle.write(dump_example(messages) + "\n")
+        for line in lines:
+            handle.write(line + "\n")
             count += 1
     tmp.replace(path)
     return count
+
+
+def write_jsonl(path: Path, conversations: Iterable[Sequence[Mapping[str, Any]]]) -> int:
+    """Write conversations atomically; returns how many were written."""
+    return write_lines(path, (dump_example(messages) for messages in conversations))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from brandvoice.store.jsonl import Problem, check_example, parse_line
+from brandvoice.store.jsonl import Problem, check_example, parse_line, write_lines
 
 PREFERENCE_KEYS = frozenset({"prompt", "chosen", "rejected"})
 PROMPT_ROLES = frozenset({"system", "user", "assistant"})
@@ -173,16 +173,8 @@ def dump_record(record: Mapping[str, Any]) -> str:
 
 
 def write_records(path: Path, records: Iterable[Mapping[str, Any]]) -> int:
-    """Write JSONL atomically (temp file, then rename); returns how many lines were written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    count = 0
-    with tmp.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(dump_record(record) + "\n")
-            count += 1
-    tmp.replace(path)
-    return count
+    """Write JSONL atomically; returns how many lines were written."""
+    return write_lines(path, (dump_record(record) for record in records))
 
 
 def write_preference_jsonl(path: Path, records: Iterable[PreferenceRecord]) -> int:

@@ -73,14 +73,10 @@ def dpo_loss(
     return -F.logsigmoid(margin), margin
 
 
-class ReplyLogProbs(nn.Module):
+class ReplyLogProbs(TargetTokenLoss):
     """Summed log-probability of each row's labelled tokens, and their count per row."""
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(
+    def forward(  # type: ignore[override]
         self,
         input_ids: torch.Tensor,
         labels: torch.Tensor,
