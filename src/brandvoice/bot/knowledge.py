@@ -117,24 +117,39 @@ class KnowledgeService:
         self.count_tokens = count_tokens
         self.retriever = Retriever(embed or minilm_embedder(settings))
 
+    def context_for(
+        self, engine: Engine, query: str, exclude: Sequence[tuple[str, int]] = ()
+    ) -> tuple[str, list[Hit]]:
+        """The context block for ``query`` and the hits it holds; empty when knowledge is off,
+        nothing is known, or nothing fits the budget."""
+        top_k = self.settings.retrieval_top_k
+        if not self.settings.knowledge_enabled or not top_k:
+            return "", []
+        with session_scope(engine) as session:
+            hits = self.retriever.retrieve_text(session, query, top_k, exclude=exclude)
+        if not hits:
+            return "", []
+        return pack_context(hits, self.settings.retrieval_token_budget, self.count_tokens)
+
+    def context_block(
+        self, engine: Engine, query: str, exclude: Sequence[tuple[str, int]] = ()
+    ) -> str:
+        """``context_for``'s block alone: what training examples are given (the pipeline's
+        ``retrieve_context``)."""
+        return self.context_for(engine, query, exclude)[0]
+
     def augment(
         self,
         engine: Engine,
         messages: Sequence[Mapping[str, Any]],
         exclude: Sequence[tuple[str, int]] = (),
     ) -> Retrieved:
-        """Retrieve for the last user message and insert the context; unchanged when knowledge is
-        off, nothing is known, or nothing fits the budget."""
+        """Retrieve for the last user message and insert the context (see ``context_for``)."""
         plain = [dict(m) for m in messages]
         query = next((m.get("content") for m in reversed(plain) if m.get("role") == "user"), None)
-        top_k = self.settings.retrieval_top_k
-        if not self.settings.knowledge_enabled or not top_k or not isinstance(query, str):
+        if not isinstance(query, str):
             return Retrieved(plain)
-        with session_scope(engine) as session:
-            hits = self.retriever.retrieve_text(session, query, top_k, exclude=exclude)
-        if not hits:
-            return Retrieved(plain)
-        context, used = pack_context(hits, self.settings.retrieval_token_budget, self.count_tokens)
+        context, used = self.context_for(engine, query, exclude)
         if not context:
             return Retrieved(plain)
         return Retrieved(with_context(plain, context), used, context)

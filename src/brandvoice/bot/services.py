@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from brandvoice.bot.backends import Backends
 from brandvoice.bot.generation import pipeline_generate_step
+from brandvoice.bot.knowledge import KnowledgeService
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.signal_watch import AlertPublisher, SignalWatch, log_signal_alert
 from brandvoice.bot.worker import RunReporter, Worker
@@ -134,6 +135,7 @@ def pipeline_services(
     settings: Settings,
     publishers: list[Publisher] | None = None,
     backends: Backends | None = None,
+    knowledge: KnowledgeService | None = None,
 ) -> PipelineServices:
     from brandvoice.bot.slack.app import slack_enabled
     from brandvoice.bot.slack.reports import slack_report_publisher
@@ -149,6 +151,9 @@ def pipeline_services(
         generate=pipeline_generate_step(backends),
         judge=backends.judge(),
         publishers=announce,
+        retrieve_context=(knowledge or KnowledgeService(settings)).context_block
+        if settings.knowledge_enabled
+        else None,
     )
 
 

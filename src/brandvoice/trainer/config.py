@@ -119,6 +119,16 @@ class TrainConfig(BaseModel):
     voice_tolerance: float = Field(0.01, ge=0.0, le=1.0)
     """Voice scores within this (absolute) of the best count as tied; the later adapter is kept."""
 
+    context_training: bool = True
+    """Train on examples carrying the context that retrieval finds for their request (the example
+    itself left out), as replies carry it, so the adapter learns to take facts from the team's
+    knowledge rather than invent them (``trainer/context_data.py``). Only where the pipeline is
+    given a retriever (knowledge on); validation examples carry their context too."""
+
+    irrelevant_context_share: float = Field(0.2, ge=0.0, lt=1.0)
+    """Share of context-trained examples given the context of another request instead, so the
+    adapter also learns to answer past context that does not bear on the question."""
+
     preference_min_pairs: int = Field(20, ge=1)
     """Preference pairs needed before the preference stage runs after SFT; with fewer, DPO's
     margins mostly fit noise, and the run's report says the pairs were not used."""

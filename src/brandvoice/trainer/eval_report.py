@@ -149,6 +149,20 @@ class PreferenceUse(_OpenPart):
         return text
 
 
+class ContextTraining(_OpenPart):
+    """How many training examples carried retrieved context (``trainer/context_data.py``)."""
+
+    examples: int = 0
+    with_context: int = 0
+    irrelevant: int = 0
+
+    def describe(self) -> str:
+        return (
+            f"trained with retrieved context: {self.with_context} of {self.examples} examples "
+            f"({self.irrelevant} given another request's context)"
+        )
+
+
 class TrainingSummary(_OpenPart):
     """What training did: a local LoRA run, or a hosted job (``backend``, ``job_id``, ...)."""
 
@@ -167,6 +181,7 @@ class TrainingSummary(_OpenPart):
     model_id: str | None = None
     total_steps: int | None = None
     preference: PreferenceUse | None = None
+    context: ContextTraining | None = None
 
 
 class SnapshotSummary(_OpenPart):

@@ -8,8 +8,9 @@ own directory, so an attempt that lost its claim can neither register nor overwr
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from brandvoice.datagen.guidelines import get_guidelines
 from brandvoice.inference.backend_cache import BackendLoader
 from brandvoice.inference.chat import ChatBackend
 from brandvoice.store.db import session_scope
+from brandvoice.store.examples import content_hash
 from brandvoice.store.knowledge import live_chunks
 from brandvoice.store.models import (
     DatasetSnapshot,
@@ -40,6 +42,7 @@ from brandvoice.store.runs import RunCancelled, RunClaim, RunSkipped, hold_claim
 from brandvoice.store.snapshots import SnapshotOptions, preference_paths, snapshot_dataset
 from brandvoice.trainer.checkpoint import resumable
 from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.context_data import CONTEXT_DIR, ContextUse, write_context_split
 from brandvoice.trainer.eval_report import EvalReport
 from brandvoice.trainer.evaluate import Contender, EvalConfig, Similarity, evaluate
 from brandvoice.trainer.hosted import HostedConfig, make_provider, run_hosted_training
@@ -73,6 +76,8 @@ GenerateStep = Callable[[Engine, Progress, int], Mapping[str, Any]]
 """Adds up to N synthetic variations per approved example that has none yet; returns its summary."""
 Publisher = Callable[[ModelVersion, EvalReport], None]
 """Announces a finished report (Slack, log)."""
+RetrieveContext = Callable[[Engine, str, Sequence[tuple[str, int]]], str]
+"""The context block the reply path retrieves for a request, leaving out the given entries."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class PipelineServices:
     generate: GenerateStep | None = None
     judge: ChatBackend | None = None
     publishers: list[Publisher] = field(default_factory=list)
+    retrieve_context: RetrieveContext | None = None
+    """The reply path's retrieval, so training and evaluation see the context replies carry."""
 
 
 class _ProgressCallback(TrainCallback):
@@ -230,6 +237,9 @@ def run_retrain(
     )
 
     output_dir = attempt_dir(config.artifacts_dir, claim)
+    data = contextual_data(
+        engine, snapshot, services, train_config, output_dir.parent, provider is None
+    )
     hosted_model_id: str | None = None
     adapter_path: Path | None = output_dir
     hyperparameters: dict[str, Any] = train_config.model_dump(mode="json")
@@ -242,7 +252,9 @@ def run_retrain(
         base_model = provider.base_model
     else:
         resume_from = _resume_point(config.artifacts_dir, claim)
-        training = _train_locally(run_id, snapshot, output_dir, train_config, progress, resume_from)
+        training = _train_locally(
+            run_id, snapshot, data, output_dir, train_config, progress, resume_from
+        )
         base_model = train_config.base_model
     # Served exactly as the registered version will be: the same loader builds both.
     candidate_backend = services.load_backend(
@@ -257,7 +269,13 @@ def run_retrain(
 
     progress.progress(0.8, "evaluate", {"training": training})
     evaluated = evaluate_candidate(
-        engine, config, services, candidate_backend, snapshot, progress, train_config.max_length
+        engine,
+        config,
+        services,
+        candidate_backend,
+        data.eval_val,
+        progress,
+        train_config.max_length,
     )
 
     progress.progress(0.97, "register")
@@ -302,9 +320,74 @@ def run_retrain(
     return {"version": version.name, "verdict": verdict, "training": training}
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """The files a run trains and evaluates on: the snapshot's, or copies carrying context."""
+
+    train: Path
+    val: Path
+    eval_val: Path
+    """What the evaluation answers: the validation split with the context replies would carry."""
+    context: ContextUse | None = None
+
+
+def contextual_data(
+    engine: Engine,
+    snapshot: DatasetSnapshot,
+    services: PipelineServices,
+    train_config: TrainConfig,
+    run_dir: Path,
+    local: bool,
+) -> TrainingData:
+    """The run's data. With a retriever, the validation split carries the context replies get (the
+    evaluation answers it), and local training with ``context_training`` trains on it too.
+    Written once per run (its retries reuse it), so a resumed attempt trains on the same data."""
+    train, val = Path(snapshot.train_path), Path(snapshot.val_path)
+    if services.retrieve_context is None:
+        return TrainingData(train, val, val)
+    retrieve = services.retrieve_context
+
+    def context_for(query: str, exclude: Sequence[tuple[str, int]]) -> str:
+        return retrieve(engine, query, exclude)
+
+    def ids_for(conversations: list[list[dict[str, Any]]]) -> list[int | None]:
+        hashes = [content_hash(c) for c in conversations]
+        with session_scope(engine) as session:
+            found = dict(
+                session.exec(
+                    select(Example.content_hash, Example.id).where(
+                        col(Example.content_hash).in_(set(hashes))
+                    )
+                ).all()
+            )
+        return [found.get(h) for h in hashes]
+
+    folder = run_dir / CONTEXT_DIR
+    context_val = folder / "val.jsonl"
+    if not context_val.exists():
+        write_context_split(val, context_val, ids_for, context_for)
+    if not (local and train_config.context_training):
+        return TrainingData(train, val, context_val)
+    context_train = folder / "train.jsonl"
+    use_file = folder / "use.json"
+    if not use_file.exists():
+        use = write_context_split(
+            train,
+            context_train,
+            ids_for,
+            context_for,
+            train_config.irrelevant_context_share,
+            train_config.seed,
+        )
+        use_file.write_text(json.dumps(use.as_dict()), encoding="utf-8")
+    use = ContextUse(**json.loads(use_file.read_text(encoding="utf-8")))
+    return TrainingData(context_train, context_val, context_val, use)
+
+
 def _train_locally(
     run_id: int,
     snapshot: DatasetSnapshot,
+    data: TrainingData,
     output_dir: Path,
     train_config: TrainConfig,
     progress: Progress,
@@ -314,8 +397,8 @@ def _train_locally(
     training summary."""
     callback = _ProgressCallback(progress, 0.3, 0.8)
     result = train_lora(
-        snapshot.train_path,
-        snapshot.val_path if snapshot.stats["val"] else None,
+        data.train,
+        data.val if snapshot.stats["val"] else None,
         output_dir,
         train_config,
         callback,
@@ -336,6 +419,7 @@ def _train_locally(
         "seconds": round(result.seconds, 1),
         "evals": result.evals,
         "preference": result.manifest.get("preference"),
+        "context": data.context.as_dict() if data.context else None,
     }
 
 
@@ -355,7 +439,7 @@ def evaluate_candidate(
     config: PipelineConfig,
     services: PipelineServices,
     candidate_backend: ChatBackend,
-    snapshot: DatasetSnapshot,
+    val_path: Path,
     progress: Progress,
     max_length: int,
 ) -> EvalReport:
@@ -381,7 +465,7 @@ def evaluate_candidate(
         progress.progress(next(steps, 0.96), f"evaluate: {stage}")
 
     return evaluate(
-        Path(snapshot.val_path),
+        val_path,
         candidate,
         production,
         baseline,

@@ -180,4 +180,6 @@ def _known(value: object) -> str:
 
 
 def _preference_html(training: TrainingSummary) -> str:
-    return f"<p>{escape(training.preference.describe())}.</p>" if training.preference else ""
+    """The context-training and preference-stage lines, where the run had them."""
+    parts = (training.context, training.preference)
+    return "".join(f"<p>{escape(part.describe())}.</p>" for part in parts if part is not None)

@@ -48,8 +48,10 @@ def report_renderable(name: str, report: EvalReport) -> RenderableType:
             line = Text(f"unsupported claim ({role}): ", style="bold")
             parts.append(line.append(f"“{example.reply}” — {example.claim}: {example.reason}"))
     parts.extend(Text(f"not measured: {reason}") for reason in report.not_measured)
-    if report.training is not None and report.training.preference is not None:
-        parts.append(Text(report.training.preference.describe()))
+    if report.training is not None:
+        for part in (report.training.context, report.training.preference):
+            if part is not None:
+                parts.append(Text(part.describe()))
     if report.production_signal is not None:
         parts.append(signal_table(report.production_signal))
     for sample in report.samples:

@@ -372,8 +372,10 @@ def build_report_blocks(version: ModelVersion, report: EvalReport) -> list[Block
         blocks.append({"type": "section", "fields": [mrkdwn(t) for t in lines[start : start + 10]]})
     if report.not_measured:
         blocks.append(context(truncate("Not measured: " + "; ".join(report.not_measured), 3000)))
-    if report.training is not None and report.training.preference is not None:
-        blocks.append(context(truncate(report.training.preference.describe().capitalize(), 3000)))
+    if report.training is not None:
+        for part in (report.training.context, report.training.preference):
+            if part is not None:
+                blocks.append(context(truncate(part.describe().capitalize(), 3000)))
     if report.unsupported_claims is not None:
         claims = claims_block(report.unsupported_claims)
         if claims is not None:

@@ -1,0 +1,97 @@
+"""Training examples that carry retrieved context, as served replies do.
+
+An adapter trained on bare requests learns to answer from memory, and a small model's memory
+invents: prices, policies, "waterproof". Trained with the context the reply path will retrieve
+for the same request (the example itself left out, so its own answer is never handed to it), it
+learns to take facts from the context. A share of the examples get the context retrieved for a
+different request, so it also learns to answer past context that does not bear on the question.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from brandvoice.inference.retrieval import EXAMPLE, with_context
+from brandvoice.store.jsonl import write_jsonl
+from brandvoice.trainer.sft_data import read_chat_jsonl
+
+Messages = list[dict[str, Any]]
+ContextFor = Callable[[str, Sequence[tuple[str, int]]], str]
+"""The context block retrieved for a request, leaving out the given (kind, id) entries; empty when
+nothing is retrieved."""
+
+CONTEXT_DIR = "context"
+
+
+@dataclass(frozen=True)
+class ContextUse:
+    """How many training examples carry context, and how many of those carry another request's."""
+
+    examples: int
+    with_context: int
+    irrelevant: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def last_request(messages: Sequence[dict[str, Any]]) -> str | None:
+    content = next((m.get("content") for m in reversed(messages) if m["role"] == "user"), None)
+    return content if isinstance(content, str) and content.strip() else None
+
+
+def contextualize(
+    conversations: Sequence[Messages],
+    example_ids: Sequence[int | None],
+    context_for: ContextFor,
+    irrelevant_share: float = 0.0,
+    seed: int = 0,
+) -> tuple[list[Messages], ContextUse]:
+    """Each conversation with the context retrieved for its last request inserted after its system
+    prompt, the conversation's own example excluded; ``irrelevant_share`` of them (seeded) get the
+    context of another conversation's request instead (both examples excluded)."""
+    if len(example_ids) != len(conversations):
+        raise ValueError(f"{len(example_ids)} example ids for {len(conversations)} conversations")
+    rng = random.Random(seed)
+    requests = [last_request(c) for c in conversations]
+    out: list[Messages] = []
+    with_any = irrelevant = 0
+    for conversation, example_id, request in zip(conversations, example_ids, requests, strict=True):
+        if request is None:
+            out.append([dict(m) for m in conversation])
+            continue
+        exclude = [(EXAMPLE, example_id)] if example_id is not None else []
+        query, swapped = request, False
+        if irrelevant_share and rng.random() < irrelevant_share:
+            others = [i for i, other in enumerate(requests) if other and other != request]
+            if others:
+                other = rng.choice(others)
+                query, swapped = requests[other] or request, True
+                if example_ids[other] is not None:
+                    exclude.append((EXAMPLE, example_ids[other] or 0))
+        context = context_for(query, exclude)
+        out.append(with_context(conversation, context))
+        with_any += bool(context)
+        irrelevant += bool(context) and swapped
+    return out, ContextUse(len(conversations), with_any, irrelevant)
+
+
+def write_context_split(
+    source: Path,
+    target: Path,
+    ids_for: Callable[[list[Messages]], list[int | None]],
+    context_for: ContextFor,
+    irrelevant_share: float = 0.0,
+    seed: int = 0,
+) -> ContextUse:
+    """``source``'s conversations with their context, written to ``target`` (atomically)."""
+    conversations = read_chat_jsonl(source)
+    rows, use = contextualize(
+        conversations, ids_for(conversations), context_for, irrelevant_share, seed
+    )
+    write_jsonl(target, rows)
+    return use
