@@ -13,13 +13,13 @@ from brandvoice.bot.knowledge import KnowledgeService, add_documents, read_docum
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.web import create_app
 from brandvoice.inference.retrieval import CONTEXT_HEADER
+from brandvoice.samples import sample_knowledge_paths
 from brandvoice.store.db import session_scope
 from brandvoice.store.models import Interaction
-from tests.conftest import TEST_DATA
 from tests.slack.conftest import ScriptedModel
 
 TOKEN = "s3cret-token"
-FILES = sorted((TEST_DATA / "knowledge").glob("*.md"))
+FILES = sample_knowledge_paths()
 QUESTION = "How many days do I have to return something?"
 
 

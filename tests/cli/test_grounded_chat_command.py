@@ -9,13 +9,13 @@ from __future__ import annotations
 from brandvoice.bot.knowledge import add_documents, read_documents
 from brandvoice.bot.settings import Settings
 from brandvoice.inference.retrieval import CONTEXT_HEADER
+from brandvoice.samples import sample_knowledge_paths
 from brandvoice.store.db import session_scope
 from brandvoice.trainer.registry import promote_version, register_candidate
 from tests.cli.test_data_commands import run  # noqa: F401  (the fixture)
-from tests.conftest import TEST_DATA
 from tests.fakes.openai_server import FakeOpenAIServer
 
-FILES = sorted((TEST_DATA / "knowledge").glob("*.md"))
+FILES = sample_knowledge_paths()
 QUESTION = "How many days do I have to return something?"
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from brandvoice.samples import sample_knowledge_paths
 from tests.cli.test_data_commands import run  # noqa: F401  (the fixture)
-from tests.conftest import TEST_DATA
 
-FILES = [str(p) for p in sorted((TEST_DATA / "knowledge").glob("*.md"))]
+FILES = [str(p) for p in sample_knowledge_paths()]
 WIDE = {"COLUMNS": "200", "REDACT_ALLOW": "pebbleandpine.example"}
 
 
 def test_add_list_refuse_a_bad_file_and_remove(run, tmp_path):  # noqa: F811
     added = run("knowledge", "add", *FILES, env=WIDE)
     assert added.returncode == 0, added.stderr
-    assert "knowledge: 3 added;" in added.stdout and "chunk(s) written" in added.stdout
+    assert f"knowledge: {len(FILES)} added;" in added.stdout and "chunk(s) written" in added.stdout
     assert "redaction" not in added.stdout, "the team's own address is kept"
 
     listed = run("knowledge", "list", env=WIDE)
@@ -32,5 +32,6 @@ def test_add_list_refuse_a_bad_file_and_remove(run, tmp_path):  # noqa: F811
     missing = run("knowledge", "remove", "shipping.md", env=WIDE)
     assert missing.returncode == 2
     assert (
-        "no knowledge file named 'shipping.md' (known: policies.md, products.md)" in missing.stderr
+        "no knowledge file named 'shipping.md' (known: care.md, co-op.md, policies.md, products.md)"
+        in missing.stderr
     )

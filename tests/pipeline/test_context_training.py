@@ -12,7 +12,7 @@ from brandvoice.bot.settings import Settings
 from brandvoice.bot.worker import Worker
 from brandvoice.inference.embeddings import cosine_similarity
 from brandvoice.inference.retrieval import CONTEXT_HEADER
-from brandvoice.samples import sample_examples_path
+from brandvoice.samples import sample_examples_path, sample_knowledge_paths
 from brandvoice.store.db import session_scope
 from brandvoice.store.importer import import_jsonl
 from brandvoice.store.models import ModelVersion, RunStatus, TrainingRun
@@ -23,8 +23,6 @@ from brandvoice.trainer.evaluate import EvalConfig
 from brandvoice.trainer.pipeline import PipelineConfig, PipelineServices, run_retrain
 from tests.pipeline.test_retrain import serve
 
-KNOWLEDGE_FILES = sorted((Path(__file__).parents[1] / "data" / "knowledge").glob("*.md"))
-
 
 def read_rows(path: Path) -> list[list[dict[str, str]]]:
     return [json.loads(line)["messages"] for line in path.read_text().splitlines()]
@@ -34,7 +32,7 @@ def test_training_examples_carry_retrieved_context_but_never_their_own_reply(
     engine, count_tokens, minilm, tmp_path
 ):
     settings = Settings(_env_file=None, redact_allow="pebbleandpine.example")
-    add_documents(engine, read_documents(KNOWLEDGE_FILES, settings), minilm, "test")
+    add_documents(engine, read_documents(sample_knowledge_paths(), settings), minilm, "test")
     with session_scope(engine) as session:
         import_jsonl(session, sample_examples_path(), count_tokens)
         run_id = enqueue_run(session, "U1").id

@@ -15,14 +15,14 @@ from brandvoice.bot.knowledge import (
 )
 from brandvoice.bot.slack.blocks import SOURCES_LIMIT, build_reply_footer
 from brandvoice.inference.retrieval import CONTEXT_HEADER, EXAMPLE, KNOWLEDGE, Hit
+from brandvoice.samples import sample_knowledge_paths
 from brandvoice.store.db import session_scope
 from brandvoice.store.models import Interaction
-from tests.conftest import TEST_DATA
 from tests.slack.conftest import harness, make_settings
 
 pytestmark = pytest.mark.anyio
 
-FILES = sorted((TEST_DATA / "knowledge").glob("*.md"))
+FILES = sample_knowledge_paths()
 QUESTION = "How many days do I have to return something?"
 
 

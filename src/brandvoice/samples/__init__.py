@@ -25,3 +25,8 @@ def sample_guidelines_path() -> Path:
 def general_text_path() -> Path:
     """Neutral English paragraphs, one per line, for perplexity-based forgetting checks."""
     return Path(__file__).parent / "general_text.txt"
+
+
+def sample_knowledge_paths() -> list[Path]:
+    """The team's knowledge files (products, policies, shipping, care) the examples agree with."""
+    return sorted((SAMPLE_BRAND_DIR / "knowledge").glob("*.md"))

@@ -1,7 +1,8 @@
 """``brandvoice demo``: the whole loop on the embedded defaults, for a first run on a fresh machine.
 
-Import the sample brand, expand part of it with the local model, train a LoRA adapter on CPU,
-evaluate it against the base model, register it and show the report. The step budget keeps the
+Import the sample brand and its knowledge files, expand part of it with the local model, train a LoRA adapter on CPU,
+evaluate it against the base model, register it, show the report and one answer grounded in the
+knowledge with its sources. The step budget keeps the
 whole demo within about ten minutes on two CPU cores.
 """
 
@@ -13,10 +14,18 @@ import typer
 
 from brandvoice.bot.cli.context import console, engine, friendly_errors, settings
 from brandvoice.bot.cli.data import import_file, print_report, stats_command
-from brandvoice.bot.cli.models import execute_run, print_run_outcome
+from brandvoice.bot.cli.knowledge import add_command
+from brandvoice.bot.cli.models import chat_command, execute_run, print_run_outcome
 from brandvoice.bot.runs import TrainRequest, enqueue_request
-from brandvoice.samples import sample_examples_path, sample_guidelines_path
+from brandvoice.samples import (
+    sample_examples_path,
+    sample_guidelines_path,
+    sample_knowledge_paths,
+)
 from brandvoice.store.db import session_scope
+
+GROUNDED_QUESTION = "A customer asks: is the Ridgeline 40 pack waterproof? Draft a reply."
+"""The question the issue found the demo's model answering wrong from memory."""
 
 
 @friendly_errors
@@ -39,6 +48,7 @@ def demo_command(
     print_report(result.report)
     console.print(f"imported {result.inserted} example(s), {result.duplicates} already there")
     guidelines_set(sample_guidelines_path(), actor="demo")
+    add_command(sample_knowledge_paths())
     stats_command()
 
     if generate_parents:
@@ -53,6 +63,9 @@ def demo_command(
     finished = execute_run(run.id)
     print_run_outcome(finished)
     version = finished.metrics.get("version", "v1")
+    console.rule(f"a grounded answer from {version}, with its sources")
+    console.print(f"[bold]{GROUNDED_QUESTION}[/bold]")
+    chat_command(GROUNDED_QUESTION, version=version, max_tokens=120)
     console.rule("next")
     console.print(
         f"promote it:        brandvoice models promote {version}\n"
