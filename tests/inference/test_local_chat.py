@@ -7,14 +7,14 @@ import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from brandvoice.inference import ChatBackend, ChatBackendError, LocalChat, Sampling
 from brandvoice.inference.base_model import load_base_model
-from brandvoice.inference.chat import ChatDelta
+from brandvoice.inference.chat import ChatDelta, CompletionBackend
 from brandvoice.inference.scoring import IGNORE_INDEX, TargetScorer
 
 pytestmark = pytest.mark.slow
@@ -87,6 +87,30 @@ def test_max_tokens_cuts_the_reply(chat):
 
     assert result.finish_reason == "length"
     assert result.usage.completion_tokens == 3
+
+
+def test_a_raw_text_prompt_is_continued_up_to_its_stop_string(chat):
+    """Few-shot completion: no chat template, the pattern is continued and cut at the stop."""
+    prompt = "Colors: red, green, blue.\nFruits: apple, pear, plum.\nAnimals:"
+    sampling = Sampling(temperature=0, max_tokens=24, stop=("\n",))
+
+    result, longer = chat.complete_text_batch([prompt, prompt + " cat, dog"], sampling)
+    unstopped = chat.complete_text_batch([prompt], Sampling(temperature=0, max_tokens=24))[0]
+
+    assert isinstance(chat, CompletionBackend)
+    assert result.finish_reason == "stop" and "\n" not in result.text
+    assert result.text and unstopped.text.startswith(result.text)
+    assert "\n" in unstopped.text, "without the stop string it runs on to the next line"
+    assert longer.finish_reason == "stop" and "\n" not in longer.text
+    assert result.usage.completion_tokens < 24
+
+
+def test_a_chat_reply_ends_at_a_stop_string(chat, base_replies):
+    word = base_replies[1].split()[1]
+    result = chat.complete(CONVERSATIONS[1], replace(GREEDY, stop=(word,)))
+
+    assert result.finish_reason == "stop"
+    assert base_replies[1].startswith(result.text) and word not in result.text
 
 
 def test_sampling_is_reproducible_with_a_seed(chat):

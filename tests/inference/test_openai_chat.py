@@ -65,6 +65,15 @@ def test_json_mode_and_seed_reach_the_server(openai_server):
     assert body["response_format"] == {"type": "json_object"}
     assert body["seed"] == 7
     assert body["temperature"] == 0
+    assert "stop" not in body
+
+
+def test_stop_strings_reach_the_server(openai_server):
+    chat = make_chat(openai_server, max_retries=0)
+
+    chat.complete(MESSAGES, Sampling(max_tokens=20, stop=("\nCustomer:", "\n\n")))
+
+    assert openai_server.requests[0].body["stop"] == ["\nCustomer:", "\n\n"]
 
 
 def test_rate_limit_is_retried_after_the_delay_the_server_asked_for(openai_server):

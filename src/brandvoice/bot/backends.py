@@ -18,8 +18,8 @@ from brandvoice.inference.chat import ChatBackend
 from brandvoice.inference.factory import make_chat_backend
 from brandvoice.inference.openai_chat import OPENAI_BASE_URL
 from brandvoice.store.db import session_scope
-from brandvoice.store.models import ModelVersion
-from brandvoice.trainer.registry import promoted_version
+from brandvoice.store.models import ModelVersion, VersionStatus
+from brandvoice.trainer.registry import list_versions, promoted_version
 
 MIB = 1 << 20
 
@@ -82,6 +82,14 @@ class Backends:
         with session_scope(engine) as session:
             version = promoted_version(session)
         return None if version is None else self.load(version)
+
+    def latest_trained(self, engine: Engine) -> ChatBackend | None:
+        """The newest version not discarded (a candidate just trained, or the promoted one): the
+        model that already speaks in the voice with the most approved examples behind it; None
+        before the first training."""
+        with session_scope(engine) as session:
+            versions = [v for v in list_versions(session) if v.status != VersionStatus.DISCARDED]
+        return self.load(versions[-1]) if versions else None
 
     @property
     def _openai_url(self) -> str:

@@ -1,8 +1,12 @@
 """The retrain pipeline's generate step, as the worker runs it.
 
-The generator is the OpenAI-compatible server when one is configured, else the local base model;
-the responder that answers new and reworded requests is the promoted version (its adapter or
-hosted model), else the generator itself. Both come from the process's :class:`Backends`.
+The generator is the OpenAI-compatible server when one is configured (instruction and JSON
+templates), else the local base model (few-shot continuation, ``datagen/fewshot.py``). The
+responder that answers the new requests is the latest trained version (its adapter or hosted
+model), which already speaks in the voice, with the local generator; with a server, the promoted
+version, else the server model itself. Both come from the
+process's :class:`Backends`. Local generation runs when ``LOCAL_SYNTHETIC`` is on (the default;
+``Settings.local_synthetic`` has the measurement behind it) and a trained version exists.
 """
 
 from __future__ import annotations
@@ -14,18 +18,34 @@ from sqlalchemy import Engine
 
 from brandvoice.bot.backends import Backends
 from brandvoice.datagen.generate import GenerateConfig, GenerateProgress, generate_variations
+from brandvoice.inference.chat import ChatBackend
 from brandvoice.trainer.pipeline import GenerateStep
 
-NO_LOCAL_RESPONDER = (
-    "no promoted model to answer in the voice: the local base model's own answers do not survive "
-    "the filters (0 of 20 measured), so generation waits for a promoted version or OPENAI_BASE_URL"
+LOCAL_SYNTHETIC_OFF = (
+    "local generation is off (LOCAL_SYNTHETIC=false); set it to true, or OPENAI_BASE_URL to "
+    "generate with a server model"
 )
+NO_LOCAL_RESPONDER = (
+    "no trained model to answer in the voice yet: the local base model's own answers are not in "
+    "the voice, so local generation waits for the first trained version"
+)
+
+
+def responder_for(backends: Backends, generator: ChatBackend, engine: Engine) -> ChatBackend | None:
+    """Who answers the new requests: with the local generator the latest trained version (it
+    already has the voice, and the most approved examples behind it); with a server generator
+    the promoted version. None: the generator answers."""
+    if generator.supports_json:
+        return backends.promoted(engine)
+    return backends.latest_trained(engine)
 
 
 def pipeline_generate_step(backends: Backends, per_example: int = 1) -> GenerateStep:
     """Expand approved examples not yet expanded, report progress between 5% and 25% of the run,
-    and return the summary as a dict. With only the local base model (no server, nothing
-    promoted) it skips: that model writes nothing the filters keep."""
+    and return the summary as a dict. With only the local model it skips when ``LOCAL_SYNTHETIC``
+    is off or no trained version exists yet to write the replies (the first run trains on the
+    real examples; the next one expands them); otherwise each parent gets ``LOCAL_CANDIDATES``
+    sampled candidates and the filters keep the good ones."""
     settings = backends.settings
 
     def step(engine: Engine, progress: Any, per_example: int = per_example) -> Mapping[str, Any]:
@@ -33,9 +53,14 @@ def pipeline_generate_step(backends: Backends, per_example: int = 1) -> Generate
         from brandvoice.inference.tokens import count_chat_tokens_batch
 
         generator = backends.generator()
-        responder = backends.promoted(engine)
-        if responder is None and not generator.supports_json:
+        local = not generator.supports_json
+        if local and not settings.local_synthetic:
+            return {"skipped": LOCAL_SYNTHETIC_OFF}
+        responder = responder_for(backends, generator, engine)
+        if local and responder is None:
             return {"skipped": NO_LOCAL_RESPONDER}
+        if local:
+            per_example = max(per_example, settings.local_candidates)
 
         def on_progress(p: GenerateProgress) -> None:
             fraction = 0.05 + 0.2 * (p.done / p.total if p.total else 1.0)

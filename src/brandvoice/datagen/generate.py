@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from brandvoice.datagen import fewshot
 from brandvoice.datagen.calls import Call, run_calls
 from brandvoice.datagen.filters import CandidateFilter, Draft, Embedder, FilterConfig
 from brandvoice.datagen.guidelines import guidelines_for_prompt
@@ -25,6 +26,7 @@ from brandvoice.datagen.parse import ParseError, parse_plain_reply
 from brandvoice.datagen.record import RecordContext, store_outcomes
 from brandvoice.datagen.strategies import (
     LOCAL_STRATEGIES,
+    PLAIN_STRATEGIES,
     STRATEGIES,
     Parent,
     Task,
@@ -38,7 +40,8 @@ from brandvoice.datagen.strategies import (
     template_version,
 )
 from brandvoice.datagen.summary import GenerateProgress, GenerateSummary
-from brandvoice.inference.chat import ChatBackend, ChatResult, Sampling
+from brandvoice.inference.chat import ChatBackend, ChatResult, CompletionBackend, Sampling
+from brandvoice.inference.errors import ChatBackendError
 from brandvoice.store.candidates import CandidateKey, generated_keys
 from brandvoice.store.db import session_scope
 from brandvoice.store.jsonl import TokenCounter
@@ -53,7 +56,8 @@ class GenerateConfig:
     per_example: int = 1
     """Candidates per parent and strategy (indexes 0..N-1)."""
     strategies: tuple[str, ...] | None = None
-    """None: every strategy for a JSON-capable generator, ``LOCAL_STRATEGIES`` otherwise."""
+    """None: every strategy for a JSON-capable generator, ``LOCAL_STRATEGIES`` for one that
+    continues raw text (the local model), ``PLAIN_STRATEGIES`` otherwise."""
     seed: int = 0
     concurrency: int = 4
     chunk_size: int = 16
@@ -65,6 +69,10 @@ class GenerateConfig:
         default_factory=lambda: Sampling(temperature=0.7, max_tokens=200)
     )
     answer_demos: int = 1
+    fewshot_request_sampling: Sampling = fewshot.REQUEST_SAMPLING
+    """A local generator's new requests, continued from a few-shot prompt (one line)."""
+    fewshot_reply_sampling: Sampling = fewshot.FEWSHOT_REPLY_SAMPLING
+    """Replies continued from the few-shot prompt, when no voice model answers."""
     filters: FilterConfig = field(default_factory=FilterConfig)
     parent_ids: tuple[int, ...] | None = None
     """Only these parents (validation ones included if named); None: approved real training
@@ -76,7 +84,9 @@ class GenerateConfig:
 
 
 def default_strategies(generator: ChatBackend) -> tuple[str, ...]:
-    return STRATEGIES if generator.supports_json else LOCAL_STRATEGIES
+    if generator.supports_json:
+        return STRATEGIES
+    return LOCAL_STRATEGIES if isinstance(generator, CompletionBackend) else PLAIN_STRATEGIES
 
 
 def generate_variations(
@@ -92,10 +102,12 @@ def generate_variations(
 ) -> GenerateSummary:
     """Generate, judge and store variations of approved examples; returns what happened.
 
-    ``responder`` answers new and reworded requests in the voice (e.g. the promoted adapter);
-    it defaults to ``generator``.
+    ``responder`` answers new and reworded requests in the voice (e.g. the latest trained
+    adapter); it defaults to ``generator``. A generator without JSON output that continues raw
+    text (the local model) writes new requests by few-shot continuation instead of templates.
     """
     config = config or GenerateConfig()
+    voice = responder is not None and responder is not generator
     responder = responder or generator
     redactor = redactor or Redactor()
     json_mode = bool(generator.supports_json)
@@ -109,7 +121,12 @@ def generate_variations(
         examples = list(session.exec(select(Example).order_by(col(Example.id))))
         done = generated_keys(session)
     parents, demo_pool = _parents(examples, config)
-    tasks = _plan(parents, strategies, config, json_mode, done, summary)
+    fewshot_version = (
+        fewshot.template_version(voice)
+        if not json_mode and isinstance(generator, CompletionBackend)
+        else None
+    )
+    tasks = _plan(parents, strategies, config, json_mode, done, summary, fewshot_version)
     judge = CandidateFilter(
         ((e.id, e.messages) for e in examples),
         count_tokens=count_tokens,
@@ -125,10 +142,18 @@ def generate_variations(
         count_tokens,
         redactor,
         config.actor,
+        fewshot_sampling=(
+            config.fewshot_request_sampling,
+            config.reply_sampling if voice else config.fewshot_reply_sampling,
+        ),
     )
     done_tasks = 0
     for chunk in _chunks(tasks, config.chunk_size):
-        outcomes = _generate(chunk, generator, responder, guidelines, demo_pool, json_mode, config)
+        plain = [t for t in chunk if not t.fewshot]
+        outcomes = _generate(plain, generator, responder, guidelines, demo_pool, json_mode, config)
+        outcomes += _generate_fewshot(
+            [t for t in chunk if t.fewshot], generator, responder, voice, demo_pool, config
+        )
         _judge(outcomes, judge)
         if not config.dry_run:
             with session_scope(engine) as session:
@@ -172,9 +197,14 @@ def _plan(
     json_mode: bool,
     done: set[CandidateKey],
     summary: GenerateSummary,
+    fewshot_version: str | None = None,
 ) -> list[Task]:
+    """Every candidate not yet stored; ``fewshot_version``: ``new_requests`` by continuation."""
     summary.parents = len(parents)
     versions = {s: template_version(s, json_mode) for s in strategies}
+    by_fewshot = fewshot_version is not None and fewshot.STRATEGY in versions
+    if by_fewshot:
+        versions[fewshot.STRATEGY] = fewshot_version  # type: ignore[assignment]
     tasks = []
     for parent in parents:
         for strategy in strategies:
@@ -183,7 +213,18 @@ def _plan(
                     summary.skipped += 1
                     continue
                 seed = task_seed(config.seed, parent.id, strategy, index)
-                tasks.append(Task(parent, strategy, index, versions[strategy], seed, json_mode))
+                made_by_fewshot = by_fewshot and strategy == fewshot.STRATEGY
+                tasks.append(
+                    Task(
+                        parent,
+                        strategy,
+                        index,
+                        versions[strategy],
+                        seed,
+                        json_mode,
+                        made_by_fewshot,
+                    )
+                )
     summary.planned = len(tasks)
     return tasks
 
@@ -261,6 +302,64 @@ def _generate(
             continue
         outcome.messages = assemble(outcome.task, request, reply)
     return list(outcomes.values())
+
+
+def _generate_fewshot(
+    tasks: Sequence[Task],
+    generator: ChatBackend,
+    responder: ChatBackend,
+    voice: bool,
+    demo_pool: Sequence[Parent],
+    config: GenerateConfig,
+) -> list[Outcome]:
+    """New requests continued from few-shot prompts in one batch, then their replies in one batch:
+    from the voice model as it is served, else continued from the same prompt."""
+    if not tasks:
+        return []
+    outcomes = [Outcome(t) for t in tasks]
+    demos = [fewshot.pick_demos(t.parent, demo_pool, t.seed) for t in tasks]
+    prompts = [fewshot.request_prompt(d) for d in demos]
+    sampling = fewshot.batch_sampling(config.fewshot_request_sampling, tasks)
+    try:
+        results = generator.complete_text_batch(prompts, sampling)  # type: ignore[attr-defined]
+    except ChatBackendError as exc:
+        for outcome in outcomes:
+            outcome.error = exc
+        return outcomes
+    asked: list[tuple[Outcome, str, list[Parent]]] = []
+    for outcome, result, shown in zip(outcomes, results, demos, strict=True):
+        outcome.raw_text = result.text
+        outcome.references = tuple(shown[:-1])
+        try:
+            asked.append((outcome, fewshot.parse_request(result), shown))
+        except ParseError as exc:
+            outcome.parse_error, outcome.parse_stage = exc, "generator"
+    if not asked:
+        return outcomes
+    reply_tasks = [o.task for o, _, _ in asked]
+    try:
+        if voice:
+            reply_sampling = fewshot.batch_sampling(config.reply_sampling, reply_tasks)
+            conversations = [fewshot.voice_messages(o.task.parent, r) for o, r, _ in asked]
+            answers = responder.complete_batch(conversations, reply_sampling)
+        else:
+            reply_sampling = fewshot.batch_sampling(config.fewshot_reply_sampling, reply_tasks)
+            answers = generator.complete_text_batch(  # type: ignore[attr-defined]
+                [fewshot.reply_prompt(shown, r) for _, r, shown in asked], reply_sampling
+            )
+    except ChatBackendError as exc:
+        for outcome, _, _ in asked:
+            outcome.error = exc
+        return outcomes
+    for (outcome, request, _), answer in zip(asked, answers, strict=True):
+        outcome.raw_reply = answer.text
+        try:
+            reply = fewshot.parse_reply(answer)
+        except ParseError as exc:
+            outcome.parse_error, outcome.parse_stage = exc, "responder"
+            continue
+        outcome.messages = assemble(outcome.task, request, reply)
+    return outcomes
 
 
 def _judge(outcomes: Sequence[Outcome], judge: CandidateFilter) -> None:

@@ -36,11 +36,15 @@ class RecordContext:
     count_tokens: TokenCounter
     redactor: Redactor
     actor: str
+    fewshot_sampling: tuple[Sampling, Sampling] | None = None
+    """(request, reply) sampling of few-shot candidates, which the templates' do not describe."""
 
     def responder_for(self, strategy: str) -> str | None:
         return self.responder_model if answered_by_responder(strategy) else None
 
     def sampling_for(self, outcome: Outcome) -> dict[str, Any]:
+        if outcome.task.fewshot and self.fewshot_sampling is not None:
+            return sampling_record(outcome.task, *self.fewshot_sampling)
         return sampling_record(outcome.task, self.request_sampling, self.reply_sampling)
 
 

@@ -29,12 +29,15 @@ from brandvoice.datagen.templates import PromptTemplate, load_template
 from brandvoice.inference.chat import ChatResult, Sampling
 
 STRATEGIES = ("paraphrase", "new_requests", "reply_variation")
-LOCAL_STRATEGIES = ("paraphrase",)
-"""What a small local generator is asked to do: reword a request, the one step it can manage,
-while the answer comes from the responder (the promoted adapter). Measured with the 135M base
-model as both generator and responder, on the sample brand: 1 of 30 candidates (10 parents x 3
-strategies) and 0 of 20 paraphrases survived the filters, mostly outputs cut off at the token
-limit, then looping text and drift."""
+PLAIN_STRATEGIES = ("paraphrase",)
+"""What a chat model without JSON output is asked to do with the plain-text templates: reword a
+request, answered by the responder."""
+LOCAL_STRATEGIES = ("new_requests",)
+"""What a small local generator is asked to do: continue a few of the brand's real exchanges with a
+new request (:mod:`brandvoice.datagen.fewshot`), answered by the voice model. The instruction
+templates failed with the 135M base model as both generator and responder, on the sample brand:
+1 of 30 candidates (10 parents x 3 strategies) and 0 of 20 paraphrases survived the filters,
+mostly outputs cut off at the token limit, then looping text and drift."""
 
 REPLY_STYLES = (
     "shorter: two or three sentences with the same facts",
@@ -81,6 +84,8 @@ class Task:
     seed: int
     """Seeds the generator's call; the responder's call uses ``seed + 1``."""
     json_mode: bool = False
+    fewshot: bool = False
+    """Made by continuing a few-shot prompt (:mod:`brandvoice.datagen.fewshot`), not a template."""
 
 
 @dataclass(frozen=True)
@@ -231,4 +236,5 @@ def sampling_dict(sampling: Sampling) -> Mapping[str, Any]:
         "max_tokens": sampling.max_tokens,
         "seed": sampling.seed,
         "json_output": sampling.json_output,
+        **({"stop": list(sampling.stop)} if sampling.stop else {}),
     }

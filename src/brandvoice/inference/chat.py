@@ -44,6 +44,9 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = None
     json_output: bool = False
+    stop: tuple[str, ...] = ()
+    """Strings that end the output (not included in it): how a completion-style prompt says
+    "one item, then stop" to a model too small to follow an instruction."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,12 @@ class ChatDelta:
 
 DeltaProducer = Callable[[threading.Event], Iterator[ChatDelta]]
 """A blocking generator of deltas that stops early once the event is set."""
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to the earliest stop string, and whether one was found."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
 
 
 def collect_deltas(deltas: Iterable[ChatDelta], model: str = "") -> ChatResult:
@@ -140,4 +149,18 @@ class ChatBackend(Protocol):
         self, conversations: Sequence[Messages], sampling: Sampling | None = None
     ) -> list[ChatResult]:
         """Replies to many conversations, in order, with the backend's bounded concurrency."""
+        ...
+
+
+@runtime_checkable
+class CompletionBackend(Protocol):
+    """A backend that also continues raw text (no chat template): few-shot prompts for a model
+    that is too small to follow instructions but continues a pattern well."""
+
+    model_name: str
+
+    def complete_text_batch(
+        self, prompts: Sequence[str], sampling: Sampling | None = None
+    ) -> list[ChatResult]:
+        """Continuations of each prompt, in order, up to a stop string or ``max_tokens``."""
         ...

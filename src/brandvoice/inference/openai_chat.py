@@ -106,6 +106,8 @@ class OpenAIChat:
             body["seed"] = sampling.seed
         if sampling.json_output:
             body["response_format"] = {"type": "json_object"}
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
         return body
 
     def stream(

@@ -49,17 +49,19 @@ def generate_command(
     ] = None,
 ) -> None:
     """Expand approved examples into filtered synthetic variations."""
+    from brandvoice.bot.generation import responder_for
     from brandvoice.inference.embeddings import embed_texts
 
     config = settings()
+    generator = backends().generator()
     run_generate(
         engine(),
-        backends().generator(),
+        generator,
         embed_texts,
         per_example,
         strategy,
         dry_run,
-        responder=backends().promoted(engine()),
+        responder=responder_for(backends(), generator, engine()),
         redactor=config.redactor,
         concurrency=config.chat_concurrency,
         max_parents=max_parents,
@@ -105,7 +107,7 @@ def run_generate(
     """Generate variations with a progress bar, then print the summary table.
 
     ``strategies`` None or empty: the defaults for ``backend`` (every strategy for a JSON-capable
-    server, paraphrasing only for a small local model).
+    server, few-shot new requests for the local model, paraphrasing for another plain server).
     """
     if per_example < 1:
         raise ValueError(f"--per-example must be at least 1, got {per_example}")
