@@ -31,7 +31,8 @@ fine-tuned alone, voice similarity within 0.02 of it; latency with retrieval wit
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/grounding.py [--threads 2] [--adapters DIR]
 
-``--adapters DIR`` keeps the two trained adapters there and reuses them on the next run.
+``--adapters DIR`` keeps the two trained adapters there and reuses them, and the configurations
+already scored, on the next run.
 """
 
 from __future__ import annotations
@@ -60,9 +61,8 @@ from brandvoice.inference.local_chat import LocalChat
 from brandvoice.inference.tokens import count_chat_tokens_batch
 from brandvoice.samples import SIGN_OFF, sample_guidelines_path, sample_knowledge_paths
 from brandvoice.store.db import make_engine, session_scope, upgrade
-from brandvoice.store.examples import content_hash
+from brandvoice.store.examples import example_ids_for
 from brandvoice.store.importer import import_jsonl
-from brandvoice.store.models import Example
 from brandvoice.trainer.checkpoint import git_sha, package_versions
 from brandvoice.trainer.claims import unsupported_claims
 from brandvoice.trainer.config import TrainConfig
@@ -76,6 +76,9 @@ RESULTS = ROOT / "bench/results/grounding.json"
 VAL_EVERY = 8
 """Every 8th training conversation validates (as in ``bench/voice_defaults.py``)."""
 MAX_TOKENS = 112
+"""Room for a whole reply and its sign-off (voice on the test split)."""
+PROBE_TOKENS = 80
+"""Facts come first in this voice ("answer first"): a probe's reply needs less room."""
 LATENCY_TOKENS = 48
 LATENCY_PROBES = 12
 
@@ -103,8 +106,7 @@ def build_store(folder: Path, settings: Settings) -> Any:
 
 def example_ids(engine: Any, conversations: Sequence[list[dict[str, Any]]]) -> list[int | None]:
     with session_scope(engine) as session:
-        ids = {e.content_hash: e.id for e in session.query(Example).all()}
-    return [ids.get(content_hash(c)) for c in conversations]
+        return example_ids_for(session, conversations)
 
 
 def train_adapter(
@@ -144,10 +146,11 @@ def answer(
     conversations: list[list[dict[str, Any]]],
     knowledge: KnowledgeService | None,
     engine: Any,
+    max_tokens: int,
 ) -> list[str]:
     if knowledge is not None:
         conversations = [knowledge.augment(engine, c).messages for c in conversations]
-    sampling = Sampling(temperature=0, max_tokens=MAX_TOKENS)
+    sampling = Sampling(temperature=0, max_tokens=max_tokens)
     return [r.text for r in chat.complete_batch(conversations, sampling)]
 
 
@@ -258,19 +261,25 @@ def main() -> None:
             "fine-tuned + retrieval": (plain_dir, True),
             "context-trained + retrieval": (context_dir, True),
         }
-        results: dict[str, Any] = {}
-        samples: dict[str, list[dict[str, str]]] = {}
+        partial = args.out.with_suffix(".partial.json")
+        done = json.loads(partial.read_text()) if args.adapters and partial.exists() else {}
+        results: dict[str, Any] = done.get("results", {})
+        samples: dict[str, list[dict[str, Any]]] = done.get("samples", {})
         for name, (adapter, retrieval) in configs.items():
+            if name in results:
+                continue
             chat.set_adapter(adapter)
             service = knowledge if retrieval else None
-            replies = answer(chat, probe_prompts, service, engine)
-            test_replies = answer(chat, test_prompts, service, engine)
+            replies = answer(chat, probe_prompts, service, engine, PROBE_TOKENS)
+            test_replies = answer(chat, test_prompts, service, engine, MAX_TOKENS)
             results[name] = score(replies, probes, test_replies, references, sources)
             samples[name] = [
                 {"question": p["question"], "reply": r, "correct": fact_correct(r, p)}
                 for p, r in list(zip(probes, replies, strict=True))[:6]
             ]
             print(f"{name}: {results[name]}", file=sys.stderr)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"results": results, "samples": samples}))
 
         chat.set_adapter(context_dir)
         timed = probe_prompts[:LATENCY_PROBES]

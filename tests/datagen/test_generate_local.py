@@ -113,11 +113,11 @@ def test_the_pipeline_step_waits_for_a_trained_version_and_can_be_switched_off(
     from brandvoice.bot.settings import Settings
 
     seed_store(engine, count_tokens, with_validation=False)
+    switched_on = Settings(artifacts_dir=tmp_path, local_synthetic=True, _env_file=None)
     default = Settings(artifacts_dir=tmp_path, _env_file=None)
-    switched_off = Settings(artifacts_dir=tmp_path, local_synthetic=False, _env_file=None)
 
-    waiting = pipeline_generate_step(Backends(default))(engine, progress=None)
-    off = pipeline_generate_step(Backends(switched_off))(engine, progress=None)
+    waiting = pipeline_generate_step(Backends(switched_on))(engine, progress=None)
+    off = pipeline_generate_step(Backends(default))(engine, progress=None)
 
     assert off == {"skipped": LOCAL_SYNTHETIC_OFF}
     assert waiting == {"skipped": NO_LOCAL_RESPONDER}, "no trained version writes replies yet"
@@ -148,7 +148,9 @@ def test_the_pipeline_step_has_the_latest_trained_version_answer(
         session.add(ModelVersion(name="v1", base_model=base, status=VersionStatus.PROMOTED))
         session.add(ModelVersion(name="v2", base_model=base, adapter_path=str(adapter)))
         session.add(ModelVersion(name="v3", base_model=base, status=VersionStatus.DISCARDED))
-    settings = Settings(artifacts_dir=tmp_path, local_candidates=1, _env_file=None)
+    settings = Settings(
+        artifacts_dir=tmp_path, local_synthetic=True, local_candidates=1, _env_file=None
+    )
 
     class Progress:
         def progress(self, fraction, stage=None, metrics=None) -> None:

@@ -5,7 +5,7 @@ templates), else the local base model (few-shot continuation, ``datagen/fewshot.
 responder that answers the new requests is the latest trained version (its adapter or hosted
 model), which already speaks in the voice, with the local generator; with a server, the promoted
 version, else the server model itself. Both come from the
-process's :class:`Backends`. Local generation runs when ``LOCAL_SYNTHETIC`` is on (the default;
+process's :class:`Backends`. Local generation runs when ``LOCAL_SYNTHETIC`` is on (off by default;
 ``Settings.local_synthetic`` has the measurement behind it) and a trained version exists.
 """
 

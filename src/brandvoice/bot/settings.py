@@ -58,16 +58,16 @@ class Settings(BaseSettings):
         None, description="Model name for the pairwise judge; empty: closer-to-reference wins."
     )
     local_synthetic: bool = Field(
-        True,
-        description="Generate synthetic variations with the local model (no OPENAI_BASE_URL): few-shot requests, replies by the latest trained version.",
+        False,
+        description="Let retrains add synthetic variations made by the local model (no OPENAI_BASE_URL): few-shot requests, replies by the latest trained version.",
     )
-    """On by measurement: bench/synthetic_lift.py, Pebble & Pine, 20 real examples, 3 seeds, the
-    test split: real + synthetic beat real only by +0.045 voice similarity on average (per seed
-    +0.052, -0.023, +0.107; 40 of 60 candidates kept). Costs that made it a setting: the sign-off
-    rate fell from 96% to 90% on average, one seed of three lost, and the 135M model's replies
-    invent facts that the filters do not check (policies, prices, places), which
-    bench/grounding.py's fact probes have not measured yet. Generation takes ~4.5 minutes per
-    60 candidates on one shared CPU thread."""
+    """Off by measurement. bench/synthetic_lift.py (Pebble & Pine, 20 real examples, 3 seeds,
+    the test split): real + synthetic beat real only by +0.045 voice similarity on average, but
+    per seed +0.052, -0.023, +0.107 (one of three lost), the sign-off rate fell from 96% to 90%,
+    and the 135M model's kept replies invent facts (prices, durations, places) that no filter
+    checks, which is what grounded replies must not learn. 40 of 60 candidates were kept;
+    generation takes ~4.5 minutes per 60 on one shared CPU thread. ``brandvoice generate`` and
+    an OpenAI-compatible generator are not affected."""
     local_candidates: int = Field(
         3, ge=1, description="Sampled candidates per approved example in local generation."
     )

@@ -40,6 +40,20 @@ def content_hash(messages: Sequence[Mapping[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(canonical, ensure_ascii=False).encode()).hexdigest()
 
 
+def example_ids_for(
+    session: Session, conversations: Sequence[Sequence[Mapping[str, Any]]]
+) -> list[int | None]:
+    """The stored example id of each conversation (by content hash), None where it is not stored:
+    how a snapshot's rows, which carry no ids, are traced back to their examples."""
+    hashes = [content_hash(c) for c in conversations]
+    found: dict[str, int | None] = {}
+    for start in range(0, len(hashes), 500):
+        batch = set(hashes[start : start + 500])
+        query = select(Example.content_hash, Example.id).where(col(Example.content_hash).in_(batch))
+        found.update(session.exec(query).all())
+    return [found.get(h) for h in hashes]
+
+
 def hash_fraction(digest: str) -> float:
     """A stable number in [0, 1) derived from a content hash."""
     return int(digest[:12], 16) / 16**12

@@ -23,7 +23,7 @@ from brandvoice.datagen.guidelines import get_guidelines
 from brandvoice.inference.backend_cache import BackendLoader
 from brandvoice.inference.chat import ChatBackend
 from brandvoice.store.db import session_scope
-from brandvoice.store.examples import content_hash
+from brandvoice.store.examples import example_ids_for
 from brandvoice.store.knowledge import live_chunks
 from brandvoice.store.models import (
     DatasetSnapshot,
@@ -351,16 +351,8 @@ def contextual_data(
         return retrieve(engine, query, exclude)
 
     def ids_for(conversations: list[list[dict[str, Any]]]) -> list[int | None]:
-        hashes = [content_hash(c) for c in conversations]
         with session_scope(engine) as session:
-            found = dict(
-                session.exec(
-                    select(Example.content_hash, Example.id).where(
-                        col(Example.content_hash).in_(set(hashes))
-                    )
-                ).all()
-            )
-        return [found.get(h) for h in hashes]
+            return example_ids_for(session, conversations)
 
     folder = run_dir / CONTEXT_DIR
     context_val = folder / "val.jsonl"
