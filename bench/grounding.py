@@ -53,6 +53,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from brand_sets import read_jsonl, split_train_val
 
 from brandvoice.bot.knowledge import KnowledgeService, add_documents, read_documents
 from brandvoice.bot.settings import Settings
@@ -74,18 +75,12 @@ from brandvoice.trainer.sft_data import read_chat_jsonl
 ROOT = Path(__file__).resolve().parents[1]
 BRAND = ROOT / "bench/brands/pebble_pine"
 RESULTS = ROOT / "bench/results/grounding.json"
-VAL_EVERY = 8
-"""Every 8th training conversation validates (as in ``bench/voice_defaults.py``)."""
 MAX_TOKENS = 112
 """Room for a whole reply and its sign-off (voice on the test split)."""
 PROBE_TOKENS = 80
 """Facts come first in this voice ("answer first"): a probe's reply needs less room."""
 LATENCY_TOKENS = 48
 LATENCY_PROBES = 12
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def fact_correct(reply: str, probe: dict[str, Any]) -> bool:
@@ -220,8 +215,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     probes = read_jsonl(BRAND / "fact_probes.jsonl")
     rows = read_chat_jsonl(BRAND / "train.jsonl")
-    train = [r for i, r in enumerate(rows) if i % VAL_EVERY != VAL_EVERY - 1]
-    val = [r for i, r in enumerate(rows) if i % VAL_EVERY == VAL_EVERY - 1]
+    train, val = split_train_val(rows)
     test = read_chat_jsonl(BRAND / "test.jsonl")
     system = test[0][0]["content"]
     sources = [p.read_text(encoding="utf-8") for p in sample_knowledge_paths()]

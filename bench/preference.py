@@ -47,6 +47,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from brand_sets import read_jsonl
 
 from brandvoice.inference.base_model import load_fresh_base_model, load_tokenizer
 from brandvoice.store.preference_jsonl import PreferenceRecord
@@ -63,10 +64,6 @@ BRAND = ROOT / "bench/brands/pebble_pine"
 STAGE_VAL = 8
 TARGET_ACCURACY_GAIN = 0.15
 VOICE_TOLERANCE = 0.01
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def preference_accuracy(

@@ -39,6 +39,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from brand_sets import read_jsonl, split_train_val
 from sqlmodel import col, select
 
 from brandvoice.datagen.generate import GenerateConfig, generate_variations
@@ -57,14 +58,9 @@ from brandvoice.trainer.voice_probe import VoiceProbe
 
 ROOT = Path(__file__).resolve().parents[1]
 BRAND = ROOT / "bench/brands/pebble_pine"
-VAL_EVERY = 8
 REAL = 20
 TARGET_LIFT = 0.02
 TARGET_KEEP = 0.4
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -74,8 +70,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def split_brand(rows: list[dict[str, Any]], real: int) -> tuple[list[dict], list[dict]]:
     """(the first ``real`` training rows, the validation rows: every 8th)."""
-    val = [r for i, r in enumerate(rows) if i % VAL_EVERY == VAL_EVERY - 1]
-    train = [r for i, r in enumerate(rows) if i % VAL_EVERY != VAL_EVERY - 1]
+    train, val = split_train_val(rows)
     return train[:real], val
 
 

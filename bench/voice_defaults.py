@@ -34,6 +34,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from brand_sets import BRANDS, load_brand
 
 from brandvoice.inference.base_model import load_fresh_base_model, load_tokenizer
 from brandvoice.trainer.checkpoint import git_sha, package_versions
@@ -42,9 +43,6 @@ from brandvoice.trainer.lora import train_lora
 from brandvoice.trainer.voice_probe import VoiceProbe
 
 ROOT = Path(__file__).resolve().parents[1]
-BRANDS = ROOT / "bench/brands"
-VAL_EVERY = 8
-"""Every 8th training conversation is the validation set (4 of 30, 9 of 72)."""
 
 # name -> (config overrides, step budget as "epochs" over the training set with a cap)
 RECIPES: dict[str, dict[str, Any]] = {
@@ -65,19 +63,6 @@ class TimedProbe(VoiceProbe):
             return super().score(model, tokenizer)
         finally:
             PROBE_CPU["seconds"] += time.process_time() - started
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def load_brand(directory: Path) -> dict[str, Any]:
-    """Train (minus validation), validation and test conversations plus the brand's sign-off."""
-    meta = json.loads((directory / "brand.json").read_text(encoding="utf-8"))
-    rows = read_jsonl(directory / "train.jsonl")
-    val = [r for i, r in enumerate(rows) if i % VAL_EVERY == VAL_EVERY - 1]
-    train = [r for i, r in enumerate(rows) if i % VAL_EVERY != VAL_EVERY - 1]
-    return meta | {"train": train, "val": val, "test": read_jsonl(directory / "test.jsonl")}
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

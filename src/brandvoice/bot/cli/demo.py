@@ -1,9 +1,9 @@
 """``brandvoice demo``: the whole loop on the embedded defaults, for a first run on a fresh machine.
 
-Import the sample brand and its knowledge files, expand part of it with the local model, train a LoRA adapter on CPU,
-evaluate it against the base model, register it, show the report and one answer grounded in the
-knowledge with its sources. The step budget keeps the
-whole demo within about ten minutes on two CPU cores.
+Import the sample brand and its knowledge files, train a LoRA adapter on CPU, evaluate it against
+the base model, register it and show the report; then expand a few examples with the local model
+(the new version writing the replies) and show one answer grounded in the knowledge, with its
+sources. The step budget keeps the whole demo within about fifteen minutes on two CPU cores.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def demo_command(
         int, typer.Option(min=0, help="Examples to expand synthetically.")
     ] = 3,
 ) -> None:
-    """Run the whole loop on the sample brand: import, generate, train, evaluate, register."""
+    """Run the whole loop on the sample brand: import, train, evaluate, register, generate."""
     from brandvoice.bot.cli.generate import generate_command, guidelines_set
 
     config = settings()
@@ -51,11 +51,7 @@ def demo_command(
     add_command(sample_knowledge_paths())
     stats_command()
 
-    if generate_parents:
-        console.rule("1/3 synthetic variations with the local model")
-        generate_command(per_example=1, strategy=None, dry_run=False, max_parents=generate_parents)
-
-    console.rule("2/3 train a LoRA adapter, 3/3 evaluate it against production")
+    console.rule("1/3 train a LoRA adapter, 2/3 evaluate it against production")
     with session_scope(engine()) as session:
         request = TrainRequest(force=True, backend="local", max_steps=max_steps, generate=False)
         run = enqueue_request(session, "demo", request, default_backend="local")
@@ -63,6 +59,9 @@ def demo_command(
     finished = execute_run(run.id)
     print_run_outcome(finished)
     version = finished.metrics.get("version", "v1")
+    if generate_parents:
+        console.rule(f"3/3 synthetic variations: new requests, replies written by {version}")
+        generate_command(per_example=1, strategy=None, dry_run=False, max_parents=generate_parents)
     console.rule(f"a grounded answer from {version}, with its sources")
     console.print(f"[bold]{GROUNDED_QUESTION}[/bold]")
     chat_command(GROUNDED_QUESTION, version=version, max_tokens=120)

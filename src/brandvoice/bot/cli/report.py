@@ -15,6 +15,8 @@ from brandvoice.trainer.eval_report import EvalReport, ProductionSignal, report_
 def _arrow(candidate: float | None, production: float | None, higher_is_better: bool) -> str:
     if candidate is None or production is None:
         return ""
+    if candidate == production:
+        return "= same"
     better = candidate > production if higher_is_better else candidate < production
     return "[green]▲ better[/green]" if better else "[red]▼ worse[/red]"
 

@@ -1,0 +1,30 @@
+"""The brand sets under ``bench/brands/``: reading them, and the validation split every bench uses
+(every 8th training conversation), so their figures are comparable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+BRANDS = Path(__file__).resolve().parent / "brands"
+VAL_EVERY = 8
+"""Every 8th training conversation is the validation set (4 of 30, 9 of 72)."""
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def split_train_val(rows: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The rows training sees and the validation rows (every ``VAL_EVERY``-th)."""
+    train = [r for i, r in enumerate(rows) if i % VAL_EVERY != VAL_EVERY - 1]
+    val = [r for i, r in enumerate(rows) if i % VAL_EVERY == VAL_EVERY - 1]
+    return train, val
+
+
+def load_brand(directory: Path) -> dict[str, Any]:
+    """Train (minus validation), validation and test conversations plus the brand's sign-off."""
+    meta = json.loads((directory / "brand.json").read_text(encoding="utf-8"))
+    train, val = split_train_val(read_jsonl(directory / "train.jsonl"))
+    return meta | {"train": train, "val": val, "test": read_jsonl(directory / "test.jsonl")}
