@@ -300,7 +300,7 @@ def main() -> None:
         "versions": package_versions(),
         "probes": len(probes),
         "test_prompts": len(test),
-        "context_training": use.as_dict(),
+        "context_training": use.model_dump(),
         "training": {"fine-tuned": plain_info, "context-trained": context_info},
         "results": results,
         "latency": {"whole_replies": timings, f"first_{LATENCY_TOKENS}_tokens": fixed},

@@ -83,13 +83,19 @@ def voice_messages(parent: Parent, request: str) -> list[dict[str, str]]:
     return [*system, {"role": "user", "content": request}]
 
 
-def parse_request(result: ChatResult) -> str:
-    """One new request: a single complete line of at least a few words, with no role labels."""
+def _complete_text(result: ChatResult, what: str) -> str:
+    """The output without its leading role label; refused when cut at the token limit or empty."""
     if result.finish_reason == "length":
-        raise ParseError("truncated", "the request did not end within the token limit")
+        raise ParseError("truncated", f"the {what} stopped at the token limit")
     text = _LABEL.sub("", result.text.strip(), count=1).strip()
     if not text:
         raise ParseError("empty", "the output is empty")
+    return text
+
+
+def parse_request(result: ChatResult) -> str:
+    """One new request: a single complete line of at least a few words, with no role labels."""
+    text = _complete_text(result, "request")
     if _ROLE_IN_TEXT.search(text):
         raise ParseError("chat_markup", "the request holds a role label (two turns in one line)")
     if len(text.split()) < _MIN_REQUEST_WORDS:
@@ -101,11 +107,7 @@ def parse_request(result: ChatResult) -> str:
 
 def parse_reply(result: ChatResult) -> str:
     """A reply, complete (ended by the model or at the next ``Customer:``), without labels."""
-    if result.finish_reason == "length":
-        raise ParseError("truncated", "the reply stopped at the token limit")
-    text = _LABEL.sub("", result.text.strip(), count=1).strip()
-    if not text:
-        raise ParseError("empty", "the output is empty")
+    text = _complete_text(result, "reply")
     if _ROLE_IN_TEXT.search(text) or "<|im_" in text:
         raise ParseError("chat_markup", "the reply holds a role label or chat markup")
     if len(text) > MAX_REPLY_CHARS:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from brandvoice.inference.retrieval import EXAMPLE, with_context
 from brandvoice.store.jsonl import write_jsonl
+from brandvoice.trainer.eval_report import ContextTraining
 from brandvoice.trainer.sft_data import read_chat_jsonl
 
 Messages = list[dict[str, Any]]
@@ -25,18 +25,6 @@ ContextFor = Callable[[str, Sequence[tuple[str, int]]], str]
 nothing is retrieved."""
 
 CONTEXT_DIR = "context"
-
-
-@dataclass(frozen=True)
-class ContextUse:
-    """How many training examples carry context, and how many of those carry another request's."""
-
-    examples: int
-    with_context: int
-    irrelevant: int
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 def last_request(messages: Sequence[dict[str, Any]]) -> str | None:
@@ -50,7 +38,7 @@ def contextualize(
     context_for: ContextFor,
     irrelevant_share: float = 0.0,
     seed: int = 0,
-) -> tuple[list[Messages], ContextUse]:
+) -> tuple[list[Messages], ContextTraining]:
     """Each conversation with the context retrieved for its last request inserted after its system
     prompt, the conversation's own example excluded; ``irrelevant_share`` of them (seeded) get the
     context of another conversation's request instead (both examples excluded)."""
@@ -77,7 +65,8 @@ def contextualize(
         out.append(with_context(conversation, context))
         with_any += bool(context)
         irrelevant += bool(context) and swapped
-    return out, ContextUse(len(conversations), with_any, irrelevant)
+    use = ContextTraining(examples=len(conversations), with_context=with_any, irrelevant=irrelevant)
+    return out, use
 
 
 def write_context_split(
@@ -87,7 +76,7 @@ def write_context_split(
     context_for: ContextFor,
     irrelevant_share: float = 0.0,
     seed: int = 0,
-) -> ContextUse:
+) -> ContextTraining:
     """``source``'s conversations with their context, written to ``target`` (atomically)."""
     conversations = read_chat_jsonl(source)
     rows, use = contextualize(

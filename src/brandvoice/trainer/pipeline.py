@@ -8,7 +8,6 @@ own directory, so an attempt that lost its claim can neither register nor overwr
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +41,8 @@ from brandvoice.store.runs import RunCancelled, RunClaim, RunSkipped, hold_claim
 from brandvoice.store.snapshots import SnapshotOptions, preference_paths, snapshot_dataset
 from brandvoice.trainer.checkpoint import resumable
 from brandvoice.trainer.config import TrainConfig
-from brandvoice.trainer.context_data import CONTEXT_DIR, ContextUse, write_context_split
-from brandvoice.trainer.eval_report import EvalReport
+from brandvoice.trainer.context_data import CONTEXT_DIR, write_context_split
+from brandvoice.trainer.eval_report import ContextTraining, EvalReport
 from brandvoice.trainer.evaluate import Contender, EvalConfig, Similarity, evaluate
 from brandvoice.trainer.hosted import HostedConfig, make_provider, run_hosted_training
 from brandvoice.trainer.lora import TrainCallback, train_lora
@@ -328,7 +327,7 @@ class TrainingData:
     val: Path
     eval_val: Path
     """What the evaluation answers: the validation split with the context replies would carry."""
-    context: ContextUse | None = None
+    context: ContextTraining | None = None
 
 
 def contextual_data(
@@ -362,17 +361,12 @@ def contextual_data(
         return TrainingData(train, val, context_val)
     context_train = folder / "train.jsonl"
     use_file = folder / "use.json"
-    if not use_file.exists():
-        use = write_context_split(
-            train,
-            context_train,
-            ids_for,
-            context_for,
-            train_config.irrelevant_context_share,
-            train_config.seed,
-        )
-        use_file.write_text(json.dumps(use.as_dict()), encoding="utf-8")
-    use = ContextUse(**json.loads(use_file.read_text(encoding="utf-8")))
+    if use_file.exists():
+        use = ContextTraining.model_validate_json(use_file.read_text(encoding="utf-8"))
+    else:
+        share, seed = train_config.irrelevant_context_share, train_config.seed
+        use = write_context_split(train, context_train, ids_for, context_for, share, seed)
+        use_file.write_text(use.model_dump_json(), encoding="utf-8")
     return TrainingData(context_train, context_val, context_val, use)
 
 
@@ -411,7 +405,7 @@ def _train_locally(
         "seconds": round(result.seconds, 1),
         "evals": result.evals,
         "preference": result.manifest.get("preference"),
-        "context": data.context.as_dict() if data.context else None,
+        "context": data.context.model_dump() if data.context else None,
     }
 
 
