@@ -154,8 +154,9 @@ def trl_best_settings(base: Any, max_example_length: int) -> tuple[Any, dict[str
     """TRL's fastest CPU setup (see the module docstring): the model to hand it and SFTConfig fields."""
     import torch
 
+    from brandvoice.inference.base_model import cpu_has_native_bf16
     from brandvoice.trainer.config import TrainConfig
-    from brandvoice.trainer.lora_model import attention_for, cpu_has_native_bf16
+    from brandvoice.trainer.lora_model import attention_for
 
     bf16 = cpu_has_native_bf16()
     model = copy.deepcopy(base).to(dtype=torch.bfloat16 if bf16 else torch.float32)
