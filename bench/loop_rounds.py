@@ -1,0 +1,295 @@
+"""Does the loop improve the production model turn after turn? A team simulated over several rounds.
+
+On one brand set (default ``pebble_pine``), each round approves more of ``train.jsonl`` (a share of
+the new conversations arrives as corrections: the production model's own reply is recorded as an
+interaction, rejected, and the reference is submitted in its place, so the pair is kept), then runs
+the scheduled pipeline exactly as ``brandvoice worker`` does: a scheduled run is enqueued, claimed
+and executed by the worker ``make_worker`` builds from settings (snapshot, generate, train with
+``TrainConfig()`` defaults, evaluate against production, register, auto-promote when the verdict
+recommends it). The store is a fresh SQLite file; knowledge retrieval is off (the brand sets carry
+no knowledge) and ``LOCAL_SYNTHETIC`` stays at its default.
+
+The pipeline never sees ``test.jsonl``. For every round the bench scores, on that test split,
+production before and after, and the candidate: greedy replies, MiniLM cosine to the references
+and the sign-off rate (``trainer/voice_probe.py``). Recorded per round: test similarity and
+sign-off of production, the test-split win rate of the new production over the previous one (per
+prompt, closer to the reference wins, ties within 0.01 count half), the pipeline's own win rate
+on its validation split, the promote decision, whether it was right (a promoted candidate must not
+score below the production it replaced by more than the seed noise; a refused one must not beat it
+by more), and wall time of the run (training and evaluation).
+
+Seed noise: the last round's snapshot is trained again with ``--noise-seeds`` other seeds; the
+noise is the spread (max - min) of their test similarity together with the pipeline's adapter.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/loop_rounds.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from bench_record import write_result
+from brand_sets import BRANDS, read_jsonl
+from rich.console import Console
+
+from brandvoice.bot.backends import Backends
+from brandvoice.bot.cli.logs import configure_logging
+from brandvoice.bot.services import make_worker, pipeline_config
+from brandvoice.bot.settings import Settings
+from brandvoice.bot.worker import Worker
+from brandvoice.inference.chat import Sampling
+from brandvoice.inference.local_chat import LocalChat
+from brandvoice.inference.tokens import count_chat_tokens_batch
+from brandvoice.store.db import make_engine, session_scope, upgrade
+from brandvoice.store.examples import NewExample, add_examples
+from brandvoice.store.feedback import record_interaction, submit_correction
+from brandvoice.store.models import DatasetSnapshot, ExampleSource, ModelVersion, TrainingRun
+from brandvoice.store.runs import claim_next_run, enqueue_scheduled_run
+from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.eval_report import EvalReport
+from brandvoice.trainer.evaluate import pairwise_by_similarity
+from brandvoice.trainer.lora import train_lora
+from brandvoice.trainer.registry import promoted_version
+from brandvoice.trainer.voice_probe import VoiceProbe
+
+TIE_MARGIN = 0.01
+ROUND_LIMIT_S = 300.0
+CURATOR = "U0CURATOR"
+
+
+def cumulative_sizes(total: int, rounds: int, first: int) -> list[int]:
+    """How many conversations are approved by the end of each round (even steps up to all)."""
+    step = (total - first) / max(rounds - 1, 1)
+    return [min(total, round(first + step * i)) for i in range(rounds)]
+
+
+class TestSplit:
+    """Greedy test-split replies of a version (cached by name) and their scores."""
+
+    def __init__(self, probe: VoiceProbe) -> None:
+        self.probe = probe
+        self.replies: dict[str, list[str]] = {}
+
+    def score(self, name: str, adapter: str | None) -> dict[str, float]:
+        if name not in self.replies:
+            chat = LocalChat(adapter=adapter, batch_size=8)
+            greedy = Sampling(temperature=0, max_tokens=self.probe.max_new_tokens)
+            results = chat.complete_text_batch(list(self.probe.prompts), greedy)
+            self.replies[name] = [r.text for r in results]
+            chat.release()
+        metrics = self.probe.score_replies(self.replies[name])
+        return {k: round(v, 4) for k, v in metrics.items() if k != "voice_score"}
+
+    def win_rate(self, new: str, old: str) -> float:
+        from brandvoice.inference.embeddings import cosine_similarity
+
+        refs = list(self.probe.references)
+        a = cosine_similarity(self.replies[new], refs)
+        b = cosine_similarity(self.replies[old], refs)
+        wins = pairwise_by_similarity(a, b, TIE_MARGIN)
+        return round(sum(wins) / len(wins), 4)
+
+
+def approve_round(
+    engine: Any,
+    rows: list[dict[str, Any]],
+    correction_every: int,
+    production: LocalChat,
+) -> dict[str, int]:
+    """Approve ``rows``: every ``correction_every``-th arrives as a correction of production's reply."""
+    corrected = [r for i, r in enumerate(rows) if correction_every and i % correction_every == 0]
+    imported = [r for r in rows if not any(r is c for c in corrected)]
+    prompts = [r["messages"][:-1] for r in corrected]
+    greedy = Sampling(temperature=0, max_tokens=96)
+    rejected = [r.text for r in production.complete_batch(prompts, greedy)] if prompts else []
+    with session_scope(engine) as session:
+        rows_in = [NewExample(r["messages"], ExampleSource.IMPORT) for r in imported]
+        add_examples(session, rows_in, count_chat_tokens_batch)
+        for row, reply in zip(corrected, rejected, strict=True):
+            interaction = record_interaction(
+                session, channel="C0BENCH", message_ts=f"{time.time():.6f}",
+                prompt_messages=row["messages"][:-1], reply=reply,
+            )  # fmt: skip
+            submit_correction(
+                session, interaction, row["messages"][-1]["content"], user=CURATOR,
+                approved=True, count_tokens=count_chat_tokens_batch,
+            )  # fmt: skip
+    return {"imported": len(imported), "corrections": len(corrected)}
+
+
+def run_scheduled(engine: Any, settings: Settings, worker: Worker) -> TrainingRun:
+    """One scheduled retrain, enqueued, claimed and executed by the worker the product builds."""
+    enqueue_scheduled_run(engine, datetime.now(UTC), settings.training_backend)
+    run = claim_next_run(engine, worker.name)
+    assert run is not None and run.id is not None, "the scheduled run was not claimed"
+    worker.execute_claimed(run.id)
+    with session_scope(engine) as session:
+        finished = session.get(TrainingRun, run.id)
+        assert finished is not None
+        session.expunge(finished)
+        return finished
+
+
+def version_named(engine: Any, name: str) -> ModelVersion:
+    from brandvoice.trainer.registry import get_version
+
+    with session_scope(engine) as session:
+        version = get_version(session, name)
+        session.expunge(version)
+        return version
+
+
+def seed_noise(
+    engine: Any, config: TrainConfig, run: TrainingRun, seeds: int, test: TestSplit, tmp: Path
+) -> dict[str, Any]:
+    """Test similarity of the last round's data trained with other seeds, beside the pipeline's."""
+    with session_scope(engine) as session:
+        snapshot = session.get(DatasetSnapshot, run.snapshot_id)
+        assert snapshot is not None
+        train_path, val_path = snapshot.train_path, snapshot.val_path
+    scores = {}
+    for seed in range(1, seeds + 1):
+        out = tmp / f"seed-{seed}"
+        train_lora(train_path, val_path, out, config.model_copy(update={"seed": seed}))
+        scores[seed] = test.score(f"seed-{seed}", str(out))["voice_similarity"]
+        print(f"  seed {seed}: test similarity {scores[seed]:.4f}", flush=True)
+    return {"seeds": scores}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--brand", default="pebble_pine")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--first", type=int, default=24, help="conversations approved in round 1")
+    parser.add_argument("--correction-every", type=int, default=4,
+                        help="every Nth new conversation arrives as a correction (0: none)")  # fmt: skip
+    parser.add_argument("--noise-seeds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="override the defaults' step budget (a quick look; not the figures)")  # fmt: skip
+    args = parser.parse_args()
+    configure_logging(verbose=False, console=Console(stderr=True))
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    torch.set_num_threads(args.threads)
+    directory = BRANDS / args.brand
+    conversations = read_jsonl(directory / "train.jsonl")
+    test_rows = [r["messages"] for r in read_jsonl(directory / "test.jsonl")]
+    sign_off = json.loads((directory / "brand.json").read_text(encoding="utf-8")).get("sign_off")
+    sizes = cumulative_sizes(len(conversations), args.rounds, args.first)
+    tmp = Path(tempfile.mkdtemp(prefix="loop-rounds-"))
+    settings = Settings(
+        database_url=f"sqlite:///{tmp / 'store.db'}", artifacts_dir=tmp / "artifacts",
+        auto_promote=True, min_new_examples=1, knowledge_enabled=False, training_backend="local",
+        device="cpu", _env_file=None,
+    )  # fmt: skip
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    overrides = {} if args.max_steps is None else {"max_steps": args.max_steps}
+    worker = make_worker(settings, engine, backends=Backends(settings), **overrides)
+    train_config = pipeline_config(settings, **overrides).train
+    base = LocalChat(batch_size=8)
+    test = TestSplit(VoiceProbe.from_conversations(test_rows, base.tokenizer, sign_off=sign_off))
+    production, production_adapter = "base", None
+    rounds: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"brand": args.brand, "sizes": sizes, "rounds": rounds,
+                              "test_prompts": len(test_rows), "threads": args.threads}  # fmt: skip
+    print(f"{args.brand}: approved after each round {sizes}; {len(test_rows)} test prompts")
+    before = test.score(production, production_adapter)
+    last_run: TrainingRun | None = None
+    approved = 0
+    for number, size in enumerate(sizes, start=1):
+        responder = LocalChat(adapter=production_adapter, batch_size=8)
+        arrived = approve_round(
+            engine, conversations[approved:size], args.correction_every, responder
+        )
+        approved = size
+        started = time.monotonic()
+        run = run_scheduled(engine, settings, worker)
+        wall = time.monotonic() - started
+        if run.status.value != "succeeded":
+            raise SystemExit(f"round {number}: run {run.id} {run.status.value}: {run.error}")
+        last_run = run
+        candidate = version_named(engine, run.metrics["version"])
+        report = EvalReport.from_stored(candidate.eval)
+        with session_scope(engine) as session:
+            now = promoted_version(session)
+            promoted = now is not None and now.name == candidate.name
+        cand_scores = test.score(candidate.name, candidate.adapter_path)
+        previous = production
+        if promoted:
+            production, production_adapter = candidate.name, candidate.adapter_path
+        after = test.score(production, production_adapter)
+        rounds.append({
+            "round": number, "approved": size, "arrived": arrived, "version": candidate.name,
+            "training_steps": run.metrics["training"]["steps"],
+            "training_seconds": run.metrics["training"]["seconds"],
+            "run_wall_seconds": round(wall, 1), "under_5_min": wall <= ROUND_LIMIT_S,
+            "validation_win_rate_vs_production": report.win_rate.vs_production,
+            "recommend_promote": report.verdict.recommend_promote,
+            "verdict_reasons": report.verdict.reasons, "promoted": promoted,
+            "candidate_test": cand_scores, "production_before": before,
+            "production_after": after, "production": production,
+            "test_win_rate_vs_previous": test.win_rate(candidate.name, previous),
+        })  # fmt: skip
+        r = rounds[-1]
+        print(
+            f"round {number}: {size} approved ({arrived['corrections']} as corrections); "
+            f"{candidate.name} {r['training_steps']} steps, run {wall:.0f} s; "
+            f"candidate test {cand_scores['voice_similarity']:.4f}, production "
+            f"{before['voice_similarity']:.4f} -> {after['voice_similarity']:.4f} "
+            f"(sign-off {after.get('sign_off_rate', 0):.0%}); "
+            f"{'promoted' if promoted else 'kept production: ' + report.verdict.reason}; "
+            f"test win rate over {previous} {rounds[-1]['test_win_rate_vs_previous']:.2f}",
+            flush=True,
+        )
+        before = after
+    assert last_run is not None
+    print("seed noise (the last round's snapshot, other seeds):", flush=True)
+    noise = seed_noise(engine, train_config, last_run, args.noise_seeds, test, tmp)
+    spread_of = [rounds[-1]["candidate_test"]["voice_similarity"], *noise["seeds"].values()]
+    noise["spread"] = round(max(spread_of) - min(spread_of), 4)
+    noise["stdev"] = round(statistics.stdev(spread_of), 4) if len(spread_of) > 1 else 0.0
+    result["seed_noise"] = noise
+    margin = noise["spread"]
+    for r in rounds:
+        cand, prev = (
+            r["candidate_test"]["voice_similarity"],
+            r["production_before"]["voice_similarity"],
+        )
+        r["decision_right"] = cand >= prev - margin if r["promoted"] else cand <= prev + margin
+        r["production_fell"] = r["production_after"]["voice_similarity"] < prev - margin
+    result["checks"] = {
+        "production_never_fell": not any(r["production_fell"] for r in rounds),
+        "no_worse_model_promoted": all(r["decision_right"] for r in rounds if r["promoted"]),
+        "decisions_right": sum(r["decision_right"] for r in rounds),
+        "every_round_under_5_min": all(r["under_5_min"] for r in rounds),
+    }
+    print(f"\nseed noise: spread {margin:.4f} over {len(spread_of)} seeds")
+    print(f"{'round':>5} {'approved':>8} {'cand':>7} {'prod':>7} {'sign-off':>8} {'win':>5} "
+          f"{'promoted':>8} {'right':>5} {'run s':>6}")  # fmt: skip
+    for r in rounds:
+        after = r["production_after"]
+        print(f"{r['round']:>5} {r['approved']:>8} {r['candidate_test']['voice_similarity']:>7.4f} "
+              f"{after['voice_similarity']:>7.4f} {after.get('sign_off_rate', 0):>8.0%} "
+              f"{r['test_win_rate_vs_previous']:>5.2f} {r['promoted']!s:>8} "
+              f"{r['decision_right']!s:>5} {r['run_wall_seconds']:>6.0f}")  # fmt: skip
+    print(json.dumps(result["checks"]))
+    write_result("loop_rounds", result, ["torch", "transformers", "peft"])
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
