@@ -16,7 +16,7 @@ def test_generate_prints_a_summary_table_by_reason(
 ):
     openai_server.add_route("POST", "/v1/chat/completions", FakeWriter())
     openai_server.script("POST", "/v1/chat/completions", FakeResponse(200, chat_completion("{")))
-    console = Console(record=True, width=120)
+    console = Console(record=True, width=200)
     backend = OpenAIChat("fake-generator", base_url=openai_server.base_url, api_key="sk-test")
 
     summary = run_generate(
@@ -36,6 +36,10 @@ def test_generate_prints_a_summary_table_by_reason(
     assert "kept" in text and "75%" in text
     assert "dropped: parse error" in text and "parse failure, generator: invalid json" in text
     assert "generator fake-generator" in text
+    assert "kept variations (3), beside their parents" in text
+    # the parent's request and its kept paraphrase, side by side
+    assert "How warm is the Fernhollow 20 sleeping bag really?" in text
+    assert "What temperature is the Fernhollow 20 bag actually comfortable at?" in text
 
 
 def test_guidelines_are_set_from_a_file_and_shown(engine, tmp_path):

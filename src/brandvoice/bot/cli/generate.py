@@ -15,6 +15,7 @@ from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
+from sqlmodel import col, func, select
 
 from brandvoice.bot.cli.context import backends, console, engine, friendly_errors, settings
 from brandvoice.datagen.filters import Embedder, FilterConfig
@@ -28,6 +29,7 @@ from brandvoice.datagen.guidelines import get_guidelines, set_guidelines
 from brandvoice.inference.chat import ChatBackend
 from brandvoice.store.db import session_scope
 from brandvoice.store.jsonl import TokenCounter
+from brandvoice.store.models import Example, ExampleSource
 from brandvoice.store.redact import Redactor
 
 guidelines_app = typer.Typer(
@@ -104,7 +106,8 @@ def run_generate(
     show_progress: bool = True,
     actor: str = "cli",
 ) -> GenerateSummary:
-    """Generate variations with a progress bar, then print the summary table.
+    """Generate variations with a progress bar, then print the summary table and the kept
+    variations beside their parents.
 
     ``strategies`` None or empty: the defaults for ``backend`` (every strategy for a JSON-capable
     server, few-shot new requests for the local model, paraphrasing for another plain server).
@@ -124,6 +127,7 @@ def run_generate(
         actor=actor,
         filters=filters or FilterConfig(),
     )
+    since = latest_example_id(engine)
     with _progress_bar(console, show_progress) as bar:
         task = bar.add_task("generating", total=None, detail="")
 
@@ -144,6 +148,7 @@ def run_generate(
             on_progress=on_progress,
         )
     print_summary(console, summary)
+    print_variations(console, engine, since)
     return summary
 
 
@@ -220,3 +225,41 @@ def show_guidelines(engine: Engine) -> str | None:
     """``brandvoice guidelines show``: the stored guidelines, or None when none are set."""
     with session_scope(engine) as session:
         return get_guidelines(session)
+
+
+def latest_example_id(engine: Engine) -> int:
+    with session_scope(engine) as session:
+        return session.exec(select(func.max(Example.id))).one() or 0
+
+
+def print_variations(console: Console, engine: Engine, after_id: int, limit: int = 10) -> None:
+    """The kept variations stored after example ``after_id``, each beside the example it came
+    from, so a person can judge whether they read as real requests and replies."""
+    with session_scope(engine) as session:
+        kept = session.exec(
+            select(Example)
+            .where(Example.source == ExampleSource.SYNTHETIC, col(Example.id) > after_id)
+            .order_by(col(Example.id))
+        ).all()
+        parents = {
+            e.id: e
+            for e in session.exec(
+                select(Example).where(col(Example.id).in_({k.parent_id for k in kept}))
+            )
+        }
+        rows = [(parents.get(k.parent_id), k) for k in kept[:limit]]
+        if not rows:
+            return
+        shown = f"{len(rows)} of {len(kept)}" if len(kept) > len(rows) else str(len(kept))
+        table = Table(title=f"kept variations ({shown}), beside their parents", show_lines=True)
+        table.add_column("approved example", ratio=1)
+        table.add_column("variation (kept)", ratio=1)
+        for parent, child in rows:
+            table.add_row(_exchange(parent.messages) if parent else "-", _exchange(child.messages))
+    console.print(table)
+
+
+def _exchange(messages: Sequence[dict[str, Any]]) -> str:
+    request = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    reply = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), "")
+    return f"[bold]{request}[/bold]\n{reply}"
