@@ -121,6 +121,35 @@ def run_one(
     }
 
 
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per brand, the test-split similarity and sign-off of every (recipe, stopping rule), the best
+    of them (the oracle rule, which peeks at the test split, is shown but never counts as best),
+    and how far the shipped defaults are from that best."""
+    table: dict[str, Any] = {}
+    for run in runs:
+        rules = run["rules"] or {"kept": run["kept"]}
+        for rule, metrics in rules.items():
+            key = run["recipe"] if run["recipe"] == "defaults" else f"{run['recipe']}/{rule}"
+            table.setdefault(run["brand"], {})[key] = {
+                "similarity": round(metrics["voice_similarity"], 4),
+                "sign_off": metrics.get("sign_off_rate"),
+                "step": metrics.get("step", run["best_step"]),
+                "train_cpu_seconds": run["train_cpu_seconds"],
+            }
+    summary: dict[str, Any] = {}
+    for brand, rows in sorted(table.items()):
+        real = {k: v for k, v in rows.items() if not k.endswith("/oracle")}
+        best = max(real, key=lambda k: real[k]["similarity"])
+        summary[brand] = {"best": best, "best_similarity": real[best]["similarity"], "rows": rows}
+        print(f"\n{brand}: best {best} {real[best]['similarity']:.4f}")
+        for key, v in sorted(rows.items(), key=lambda kv: -kv[1]["similarity"]):
+            gap = v["similarity"] - real[best]["similarity"]
+            sign = "-" if v["sign_off"] is None else f"{v['sign_off']:.0%}"
+            print(f"  {key:<24} {v['similarity']:.4f} ({gap:+.4f})  sign-off {sign:>4}  "
+                  f"step {v['step']:>3}  {v['train_cpu_seconds']:>6.1f} CPU-s")  # fmt: skip
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -131,7 +160,11 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=32, help="cap on the step budget")
     parser.add_argument("--evals", type=int, default=4, help="evaluations per run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/voice_defaults_results.json")
+    parser.add_argument("--summary", action="store_true", help="print the table of --out and stop")
     args = parser.parse_args()
+    if args.summary:
+        summarize(json.loads(args.out.read_text())["runs"])
+        return
     torch.set_num_threads(args.threads)
     names = args.brands.split(",") if args.brands else sorted(p.name for p in BRANDS.iterdir())
     brands = {name: load_brand(BRANDS / name) for name in names}
