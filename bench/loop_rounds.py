@@ -117,9 +117,9 @@ def approve_round(
     with session_scope(engine) as session:
         rows_in = [NewExample(r["messages"], ExampleSource.IMPORT) for r in imported]
         add_examples(session, rows_in, count_chat_tokens_batch)
-        for row, reply in zip(corrected, rejected, strict=True):
+        for i, (row, reply) in enumerate(zip(corrected, rejected, strict=True)):
             interaction = record_interaction(
-                session, channel="C0BENCH", message_ts=f"{time.time():.6f}",
+                session, channel="C0BENCH", message_ts=f"{time.time():.0f}.{i:06d}",
                 prompt_messages=row["messages"][:-1], reply=reply,
             )  # fmt: skip
             submit_correction(
