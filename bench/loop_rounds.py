@@ -16,7 +16,8 @@ sign-off of production, the test-split win rate of the new production over the p
 prompt, closer to the reference wins, ties within 0.01 count half), the pipeline's own win rate
 on its validation split, the promote decision, whether it was right (a promoted candidate must not
 score below the production it replaced by more than the seed noise; a refused one must not beat it
-by more), and wall time of the run (training and evaluation).
+by more), and the run's wall time (training and evaluation) with its CPU time beside it (on a shared
+machine, CPU seconds / threads is what the run would take alone).
 
 Seed noise: the last round's snapshot is trained again with ``--noise-seeds`` other seeds; the
 noise is the spread (max - min) of their test similarity together with the pipeline's adapter.
@@ -216,9 +217,9 @@ def main() -> None:
             engine, conversations[approved:size], args.correction_every, responder
         )
         approved = size
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         run = run_scheduled(engine, settings, worker)
-        wall = time.monotonic() - started
+        wall, cpu = time.monotonic() - started, time.process_time() - cpu_started
         if run.status.value != "succeeded":
             raise SystemExit(f"round {number}: run {run.id} {run.status.value}: {run.error}")
         last_run = run
@@ -236,7 +237,8 @@ def main() -> None:
             "round": number, "approved": size, "arrived": arrived, "version": candidate.name,
             "training_steps": run.metrics["training"]["steps"],
             "training_seconds": run.metrics["training"]["seconds"],
-            "run_wall_seconds": round(wall, 1), "under_5_min": wall <= ROUND_LIMIT_S,
+            "run_wall_seconds": round(wall, 1), "run_cpu_seconds": round(cpu, 1),
+            "under_5_min": wall <= ROUND_LIMIT_S,
             "validation_win_rate_vs_production": report.win_rate.vs_production,
             "recommend_promote": report.verdict.recommend_promote,
             "verdict_reasons": report.verdict.reasons, "promoted": promoted,
