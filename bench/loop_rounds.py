@@ -281,13 +281,13 @@ def main() -> None:
     }
     print(f"\nseed noise: spread {margin:.4f} over {len(spread_of)} seeds")
     print(f"{'round':>5} {'approved':>8} {'cand':>7} {'prod':>7} {'sign-off':>8} {'win':>5} "
-          f"{'promoted':>8} {'right':>5} {'run s':>6}")  # fmt: skip
+          f"{'promoted':>8} {'right':>5} {'run s':>6} {'CPU s':>6}")  # fmt: skip
     for r in rounds:
         after = r["production_after"]
         print(f"{r['round']:>5} {r['approved']:>8} {r['candidate_test']['voice_similarity']:>7.4f} "
               f"{after['voice_similarity']:>7.4f} {after.get('sign_off_rate', 0):>8.0%} "
               f"{r['test_win_rate_vs_previous']:>5.2f} {r['promoted']!s:>8} "
-              f"{r['decision_right']!s:>5} {r['run_wall_seconds']:>6.0f}")  # fmt: skip
+              f"{r['decision_right']!s:>5} {r['run_wall_seconds']:>6.0f} {r['run_cpu_seconds']:>6.0f}")  # fmt: skip
     print(json.dumps(result["checks"]))
     write_result("loop_rounds", result, ["torch", "transformers", "peft"])
     sys.stdout.flush()
