@@ -10,7 +10,9 @@ validation prompts, and the last. Results are written to the JSON after every ru
 sweep survives an interruption.
 
 A recipe named ``defaults`` runs ``TrainConfig()`` as shipped (its own budget, evaluations and
-selection) and reports the test split of the adapter it keeps. CPU seconds are recorded next to
+selection) and reports the test split of the adapter it keeps; ``defaults_before`` in the results
+are the defaults shipped before this sweep (8 epochs, no step cap). ``--summary`` prints each
+brand's recipes and rules against its best. CPU seconds are recorded next to
 wall time because the machine is shared: they are what the run would take alone on its threads.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/voice_defaults.py --threads 1
