@@ -51,6 +51,7 @@ from brandvoice.bot.services import make_worker, pipeline_config
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.worker import Worker
 from brandvoice.inference.chat import Sampling
+from brandvoice.inference.embeddings import cosine_similarity
 from brandvoice.inference.local_chat import LocalChat
 from brandvoice.inference.tokens import count_chat_tokens_batch
 from brandvoice.store.db import make_engine, session_scope, upgrade
@@ -62,7 +63,7 @@ from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.eval_report import EvalReport
 from brandvoice.trainer.evaluate import pairwise_by_similarity
 from brandvoice.trainer.lora import train_lora
-from brandvoice.trainer.registry import promoted_version
+from brandvoice.trainer.registry import get_version, promoted_version
 from brandvoice.trainer.voice_probe import VoiceProbe
 
 TIE_MARGIN = 0.01
@@ -94,8 +95,6 @@ class TestSplit:
         return {k: round(v, 4) for k, v in metrics.items() if k != "voice_score"}
 
     def win_rate(self, new: str, old: str) -> float:
-        from brandvoice.inference.embeddings import cosine_similarity
-
         refs = list(self.probe.references)
         a = cosine_similarity(self.replies[new], refs)
         b = cosine_similarity(self.replies[old], refs)
@@ -110,8 +109,9 @@ def approve_round(
     production: LocalChat,
 ) -> dict[str, int]:
     """Approve ``rows``: every ``correction_every``-th arrives as a correction of production's reply."""
-    corrected = [r for i, r in enumerate(rows) if correction_every and i % correction_every == 0]
-    imported = [r for r in rows if not any(r is c for c in corrected)]
+    as_correction = [bool(correction_every) and i % correction_every == 0 for i in range(len(rows))]
+    corrected = [r for r, c in zip(rows, as_correction, strict=True) if c]
+    imported = [r for r, c in zip(rows, as_correction, strict=True) if not c]
     prompts = [r["messages"][:-1] for r in corrected]
     greedy = Sampling(temperature=0, max_tokens=96)
     rejected = [r.text for r in production.complete_batch(prompts, greedy)] if prompts else []
@@ -130,9 +130,9 @@ def approve_round(
     return {"imported": len(imported), "corrections": len(corrected)}
 
 
-def run_scheduled(engine: Any, settings: Settings, worker: Worker) -> TrainingRun:
+def run_scheduled(engine: Any, worker: Worker) -> TrainingRun:
     """One scheduled retrain, enqueued, claimed and executed by the worker the product builds."""
-    enqueue_scheduled_run(engine, datetime.now(UTC), settings.training_backend)
+    enqueue_scheduled_run(engine, datetime.now(UTC), worker.backend)
     run = claim_next_run(engine, worker.name)
     assert run is not None and run.id is not None, "the scheduled run was not claimed"
     worker.execute_claimed(run.id)
@@ -144,8 +144,6 @@ def run_scheduled(engine: Any, settings: Settings, worker: Worker) -> TrainingRu
 
 
 def version_named(engine: Any, name: str) -> ModelVersion:
-    from brandvoice.trainer.registry import get_version
-
     with session_scope(engine) as session:
         version = get_version(session, name)
         session.expunge(version)
@@ -218,7 +216,7 @@ def main() -> None:
         )
         approved = size
         started, cpu_started = time.monotonic(), time.process_time()
-        run = run_scheduled(engine, settings, worker)
+        run = run_scheduled(engine, worker)
         wall, cpu = time.monotonic() - started, time.process_time() - cpu_started
         if run.status.value != "succeeded":
             raise SystemExit(f"round {number}: run {run.id} {run.status.value}: {run.error}")
