@@ -7,7 +7,7 @@ from rich.console import Console
 
 from brandvoice.bot.cli.generate import run_generate, set_guidelines_from_file, show_guidelines
 from brandvoice.inference.openai_chat import OpenAIChat
-from tests.datagen.brand import FakeWriter
+from tests.datagen.brand import SYSTEM, FakeWriter
 from tests.fakes import FakeResponse, chat_completion
 
 
@@ -86,3 +86,60 @@ def test_the_retrain_pipeline_step_generates_with_the_configured_server(
     assert result["generator_model"] == "fake-generator"
     assert reported and reported[-1] == (pytest.approx(0.25), "generate")
     assert all(0.05 <= fraction <= 0.25 for fraction, _ in reported)
+
+
+def test_the_voice_model_answers_new_requests_with_the_knowledge_replies_get(
+    engine, seeded, openai_server, embed, tmp_path
+):
+    """The responder is asked as the bot serves it: a context-trained model asked bare is off
+    the distribution it learned."""
+    from brandvoice.bot.backends import Backends
+    from brandvoice.bot.generation import pipeline_generate_step
+    from brandvoice.bot.knowledge import KnowledgeService, add_documents, read_documents
+    from brandvoice.bot.settings import Settings
+    from brandvoice.inference.retrieval import CONTEXT_HEADER
+    from brandvoice.store.db import session_scope
+    from brandvoice.store.models import ModelVersion, VersionStatus
+
+    openai_server.add_route("POST", "/v1/chat/completions", FakeWriter())
+    settings = Settings(
+        openai_base_url=openai_server.base_url,
+        openai_api_key="sk-test",
+        generator_model="fake-generator",
+        artifacts_dir=tmp_path,
+        _env_file=None,
+    )
+    doc = tmp_path / "repairs.md"
+    doc.write_text("# Repairs\n\nRepairs on our own gear are free for life, zippers included.\n")
+    add_documents(engine, read_documents([doc], settings), embed, "test")
+    with session_scope(engine) as session:
+        session.add(
+            ModelVersion(
+                name="v1",
+                base_model="gpt-4o-mini",
+                backend="openai",
+                hosted_model_id="ft:brand-v1",
+                status=VersionStatus.PROMOTED,
+            )
+        )
+
+    knowledge = KnowledgeService(settings, embed=embed)
+
+    class Quiet:
+        def progress(self, fraction, stage=None, metrics=None) -> None:
+            pass
+
+    result = pipeline_generate_step(Backends(settings), knowledge)(engine, Quiet())
+
+    asked = [
+        r.body["messages"]
+        for r in openai_server.requests_to("POST", "/v1/chat/completions")
+        if r.body["model"] == "ft:brand-v1"
+    ]
+    assert result["responder_model"] == "ft:brand-v1" and result["generated"] == 12
+    assert len(asked) >= 4, "new requests and rewordings are answered by the promoted model"
+    for messages in asked:
+        assert messages[0]["content"].startswith(SYSTEM) and messages[-1]["role"] == "user"
+        context = [m for m in messages if m["content"].startswith(CONTEXT_HEADER)]
+        assert context == [messages[1]] and messages[1]["role"] == "system", messages
+    assert any("free for life, zippers" in m[1]["content"] for m in asked), "the file is retrieved"

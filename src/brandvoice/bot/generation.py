@@ -5,20 +5,23 @@ templates), else the local base model (few-shot continuation, ``datagen/fewshot.
 responder that answers the new requests is the latest trained version (its adapter or hosted
 model), which already speaks in the voice, with the local generator; with a server, the promoted
 version, else the server model itself. Both come from the
-process's :class:`Backends`. Local generation runs when ``LOCAL_SYNTHETIC`` is on (off by default;
+process's :class:`Backends`. The responder is asked as replies are served, with the knowledge
+retrieved for the request in its prompt (:class:`ServedResponder`). Local generation runs when ``LOCAL_SYNTHETIC`` is on (off by default;
 ``Settings.local_synthetic`` has the measurement behind it) and a trained version exists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
 
 from brandvoice.bot.backends import Backends
+from brandvoice.bot.knowledge import KnowledgeService
 from brandvoice.datagen.generate import GenerateConfig, GenerateProgress, generate_variations
-from brandvoice.inference.chat import ChatBackend
+from brandvoice.inference.chat import ChatBackend, ChatDelta, ChatResult, Messages, Sampling
 from brandvoice.trainer.pipeline import GenerateStep
 
 LOCAL_SYNTHETIC_OFF = (
@@ -31,16 +34,61 @@ NO_LOCAL_RESPONDER = (
 )
 
 
-def responder_for(backends: Backends, generator: ChatBackend, engine: Engine) -> ChatBackend | None:
+@dataclass
+class ServedResponder:
+    """A voice model asked as the bot serves it: the knowledge retrieved for the request goes
+    into the prompt. A context-trained adapter asked without it is off the distribution it
+    learned (in the demo, v1's bare answers lost the sign-off and told stories)."""
+
+    backend: ChatBackend
+    knowledge: KnowledgeService
+    engine: Engine
+
+    @property
+    def model_name(self) -> str:
+        return self.backend.model_name
+
+    @property
+    def supports_json(self) -> bool:
+        return self.backend.supports_json
+
+    def served(self, messages: Messages) -> Messages:
+        return self.knowledge.augment_or_plain(self.engine, messages).messages
+
+    def stream(
+        self, messages: Messages, sampling: Sampling | None = None
+    ) -> AsyncIterator[ChatDelta]:
+        return self.backend.stream(self.served(messages), sampling)
+
+    def complete(self, messages: Messages, sampling: Sampling | None = None) -> ChatResult:
+        return self.backend.complete(self.served(messages), sampling)
+
+    def complete_batch(
+        self, conversations: Sequence[Messages], sampling: Sampling | None = None
+    ) -> list[ChatResult]:
+        return self.backend.complete_batch([self.served(c) for c in conversations], sampling)
+
+
+def responder_for(
+    backends: Backends,
+    generator: ChatBackend,
+    engine: Engine,
+    knowledge: KnowledgeService | None = None,
+) -> ChatBackend | None:
     """Who answers the new requests: with the local generator the latest trained version (it
     already has the voice, and the most approved examples behind it); with a server generator
-    the promoted version. None: the generator answers."""
-    if generator.supports_json:
-        return backends.promoted(engine)
-    return backends.latest_trained(engine)
+    the promoted version. None: the generator answers. With ``knowledge`` it is asked as served."""
+    voice = (
+        backends.promoted(engine) if generator.supports_json else backends.latest_trained(engine)
+    )
+    if voice is None or knowledge is None or not backends.settings.knowledge_enabled:
+        return voice
+    return ServedResponder(voice, knowledge, engine)
 
 
-def pipeline_generate_step(backends: Backends, per_example: int = 1) -> GenerateStep:
+def pipeline_generate_step(
+    backends: Backends, knowledge: KnowledgeService | None = None, per_example: int = 1
+) -> GenerateStep:
     """Expand approved examples not yet expanded, report progress between 5% and 25% of the run,
     and return the summary as a dict. With only the local model it skips when ``LOCAL_SYNTHETIC``
     is off or no trained version exists yet to write the replies (the first run trains on the
@@ -56,7 +104,7 @@ def pipeline_generate_step(backends: Backends, per_example: int = 1) -> Generate
         local = not generator.supports_json
         if local and not settings.local_synthetic:
             return {"skipped": LOCAL_SYNTHETIC_OFF}
-        responder = responder_for(backends, generator, engine)
+        responder = responder_for(backends, generator, engine, knowledge)
         if local and responder is None:
             return {"skipped": NO_LOCAL_RESPONDER}
         if local:

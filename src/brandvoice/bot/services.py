@@ -145,15 +145,14 @@ def pipeline_services(
     announce: list[Publisher] = [log_report, *(publishers or [])]
     if slack_enabled(settings) and settings.report_channel:
         announce.append(slack_report_publisher(settings))
+    knowledge = knowledge or KnowledgeService(settings)
     return PipelineServices(
         load_backend=backends.load,
         similarity=cosine_similarity,
-        generate=pipeline_generate_step(backends),
+        generate=pipeline_generate_step(backends, knowledge),
         judge=backends.judge(),
         publishers=announce,
-        retrieve_context=(knowledge or KnowledgeService(settings)).context_block
-        if settings.knowledge_enabled
-        else None,
+        retrieve_context=knowledge.context_block if settings.knowledge_enabled else None,
     )
 
 

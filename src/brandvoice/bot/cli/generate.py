@@ -52,6 +52,7 @@ def generate_command(
 ) -> None:
     """Expand approved examples into filtered synthetic variations."""
     from brandvoice.bot.generation import responder_for
+    from brandvoice.bot.knowledge import KnowledgeService
     from brandvoice.inference.embeddings import embed_texts
 
     config = settings()
@@ -63,7 +64,7 @@ def generate_command(
         per_example,
         strategy,
         dry_run,
-        responder=responder_for(backends(), generator, engine()),
+        responder=responder_for(backends(), generator, engine(), KnowledgeService(config)),
         redactor=config.redactor,
         concurrency=config.chat_concurrency,
         max_parents=max_parents,
