@@ -22,16 +22,20 @@ def make_chat_backend(
     max_retries: int = 4,
     concurrency: int = 8,
     device: str | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     **options: Any,
 ) -> ChatBackend:
     """``local``: ``model`` is a base (default SmolLM2) with an optional ``adapter`` directory.
     ``openai``: ``model`` is the server's model id, ``base_url`` any OpenAI-compatible server."""
     if backend == "local":
-        from brandvoice.inference.local_chat import LocalChat
+        from brandvoice.inference.local_chat import GENERATION_BATCH, LocalChat
 
         return LocalChat(
-            model or DEFAULT_BASE_MODEL, adapter, device=device, batch_size=batch_size, **options
+            model or DEFAULT_BASE_MODEL,
+            adapter,
+            device=device,
+            batch_size=batch_size or GENERATION_BATCH,
+            **options,
         )
     if backend == "openai":
         if not model:

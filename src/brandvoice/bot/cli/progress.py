@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,7 +25,8 @@ def progress_bar() -> Progress:
 
 
 class ConsoleRunReporter(RunReporter):
-    """Writes progress to the run row (as the worker does) and to a progress bar."""
+    """Writes progress to the run row (as the worker does) and to a progress bar; where the
+    output is not a terminal (a log, CI) the bar is not drawn, so each new stage gets a line."""
 
     bar: Progress | None = None
 
@@ -32,6 +34,8 @@ class ConsoleRunReporter(RunReporter):
         super().__init__(engine, claim)
         assert self.bar is not None, "set ConsoleRunReporter.bar before running"
         self.task = self.bar.add_task(f"run {claim.run_id}", total=1.0, detail="")
+        self.stage: str | None = None
+        self.started = time.monotonic()
 
     def progress(
         self, fraction: float, stage: str | None = None, metrics: dict[str, Any] | None = None
@@ -44,4 +48,10 @@ class ConsoleRunReporter(RunReporter):
             detail += f" val {train['eval_loss']:.3f}"
         assert self.bar is not None
         self.bar.update(self.task, completed=fraction, detail=detail)
+        if stage and stage != self.stage and not console.is_terminal:
+            elapsed = time.monotonic() - self.started
+            console.print(
+                f"run {self.claim.run_id} {fraction:>4.0%} {stage}  elapsed {elapsed:.0f} s"
+            )
+        self.stage = stage or self.stage
         super().progress(fraction, stage, metrics)
