@@ -42,9 +42,12 @@ FIRST_ROUND_SHARE = 0.5
 
 @friendly_errors
 def demo_command(
+    epochs: Annotated[
+        int, typer.Option(min=1, help="Passes over each round's training examples.")
+    ] = 2,
     max_steps: Annotated[
-        int, typer.Option(min=1, help="Training steps per round (the demo's time budget).")
-    ] = 40,
+        int, typer.Option(min=1, help="Most training steps per round (the demo's time budget).")
+    ] = 32,
     generate_parents: Annotated[
         int, typer.Option(min=0, help="Examples to expand synthetically between the rounds.")
     ] = 4,
@@ -66,13 +69,13 @@ def demo_command(
         guidelines_set(sample_guidelines_path(), actor="demo")
         add_command(sample_knowledge_paths())
         stats_command()
-        v1 = retrain("round 1: train v1, evaluate it against the base model", max_steps)
+        v1 = retrain("round 1: train v1, evaluate it against the base model", epochs, max_steps)
         promote_command(v1, actor="demo")
         if generate_parents:
             console.rule(f"synthetic variations: new requests, replies written by {v1}")
             generate_command(max_parents=generate_parents)
         approve(parts[1], f"round 2: the other {len(lines) - first} examples approved")
-    v2 = retrain(f"round 2: train v2 on everything, evaluate it against {v1}", max_steps)
+    v2 = retrain(f"round 2: train v2 on everything, evaluate it against {v1}", epochs, max_steps)
     print_lift(v1, v2)
     console.rule(f"a grounded answer from {v2}, with its sources")
     console.print(f"[bold]{GROUNDED_QUESTION}[/bold]")
@@ -94,15 +97,17 @@ def approve(path: Path, title: str) -> None:
     console.print(f"imported {result.inserted} example(s), {result.duplicates} already there")
 
 
-def retrain(title: str, max_steps: int) -> str:
+def retrain(title: str, epochs: int, max_steps: int) -> str:
     """One retrain as the worker runs it (without generation: the demo shows that step itself);
-    returns the registered version's name."""
+    returns the registered version's name. The budget is in epochs, so round 2, with twice the
+    examples, gets about twice the steps (trained from scratch on equal steps, v2 saw each
+    example half as often as v1 and came out no better), capped for the demo's time."""
     console.rule(title)
     with session_scope(engine()) as session:
-        request = TrainRequest(force=True, backend="local", max_steps=max_steps, generate=False)
+        request = TrainRequest(force=True, backend="local", epochs=epochs, generate=False)
         run = enqueue_request(session, "demo", request, default_backend="local")
     assert run.id is not None
-    finished = execute_run(run.id)
+    finished = execute_run(run.id, step_cap=max_steps)
     print_run_outcome(finished)
     return str(finished.metrics["version"])
 
