@@ -187,9 +187,8 @@ class TrainConfig(BaseModel):
     support it and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32."""
 
     attention: Literal["auto", "sdpa", "eager"] = "auto"
-    """Attention kernel. ``auto`` is eager on CPU when no example is over 640 tokens (measured 20%
-    faster on short examples and 1.65x on examples with retrieved context: the CPU SDPA backward
-    is slow there; see ``lora_model.EAGER_MAX_TOKENS``), else the model's own."""
+    """Attention kernel. ``auto`` is eager on CPU when no example is over 512 tokens (measured ~20%
+    faster there: the CPU SDPA backward is slow on short sequences), else the model's own."""
 
     num_threads: int | None = Field(None, ge=1)
     """CPU threads for torch; ``None`` leaves torch's default."""

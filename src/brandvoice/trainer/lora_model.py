@@ -259,17 +259,10 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-EAGER_MAX_TOKENS = 640
-"""Longest example for which ``auto`` attention is eager on CPU. Measured on 2 cores, bf16, batch
-4: examples carrying retrieved context (437-625 tokens) trained at 4.0 s/step eager against 6.6
-with SDPA; with twice the context (750-1038 tokens) eager took 16.4 s/step against 10.4 and
-twice the memory (11 GB), its attention weights growing with the square of the length."""
-
-
 def attention_for(config: TrainConfig, device_type: str, longest: int) -> str | None:
     if config.attention != "auto":
         return config.attention
-    return "eager" if device_type == "cpu" and longest <= EAGER_MAX_TOKENS else None
+    return "eager" if device_type == "cpu" and longest <= 512 else None
 
 
 def use_bf16(config: TrainConfig, device: str) -> bool:
