@@ -103,8 +103,9 @@ class AdapterHost:
         base_dtype = next(self.base.model.parameters()).dtype
         for weight in weights:
             # peft upcasts adapters to fp32 for training; served on a bf16 base, that casts every
-            # adapted layer's input to fp32 and back (prefill took 2x the base's). Training ran
-            # the LoRA matmuls in bf16 under autocast, so bf16 weights compute what it learned.
+            # adapted layer's input to fp32 and back (10 prompts: 120 tokens in 22.9 s against
+            # 17.8 s in bf16). Training ran the LoRA matmuls in bf16 under autocast, so bf16
+            # weights compute what it learned.
             weight.data = weight.data.to(base_dtype)
         self._bytes[adapter_dir] = sum(w.numel() * w.element_size() for w in weights)
         return name
