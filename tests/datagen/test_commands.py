@@ -58,22 +58,28 @@ def test_guidelines_are_set_from_a_file_and_shown(engine, tmp_path):
         set_guidelines_from_file(engine, tmp_path / "missing.md")
 
 
+def server_settings(openai_server, artifacts):  # type: ignore[no-untyped-def]
+    """Settings with the loopback server as the generator."""
+    from brandvoice.bot.settings import Settings
+
+    return Settings(
+        openai_base_url=openai_server.base_url,
+        openai_api_key="sk-test",
+        generator_model="fake-generator",
+        artifacts_dir=artifacts,
+        _env_file=None,
+    )
+
+
 def test_the_retrain_pipeline_step_generates_with_the_configured_server(
     engine, seeded, openai_server, tmp_path
 ):
     from brandvoice.bot.backends import Backends
     from brandvoice.bot.generation import pipeline_generate_step
-    from brandvoice.bot.settings import Settings
 
     writer = FakeWriter()
     openai_server.add_route("POST", "/v1/chat/completions", writer)
-    settings = Settings(
-        openai_base_url=openai_server.base_url,
-        openai_api_key="sk-test",
-        generator_model="fake-generator",
-        artifacts_dir=tmp_path,
-        _env_file=None,
-    )
+    settings = server_settings(openai_server, tmp_path)
     reported: list[tuple[float, str | None]] = []
 
     class Recorder:
@@ -96,19 +102,12 @@ def test_the_voice_model_answers_new_requests_with_the_knowledge_replies_get(
     from brandvoice.bot.backends import Backends
     from brandvoice.bot.generation import pipeline_generate_step
     from brandvoice.bot.knowledge import KnowledgeService, add_documents, read_documents
-    from brandvoice.bot.settings import Settings
     from brandvoice.inference.retrieval import CONTEXT_HEADER
     from brandvoice.store.db import session_scope
     from brandvoice.store.models import ModelVersion, VersionStatus
 
     openai_server.add_route("POST", "/v1/chat/completions", FakeWriter())
-    settings = Settings(
-        openai_base_url=openai_server.base_url,
-        openai_api_key="sk-test",
-        generator_model="fake-generator",
-        artifacts_dir=tmp_path,
-        _env_file=None,
-    )
+    settings = server_settings(openai_server, tmp_path)
     doc = tmp_path / "repairs.md"
     doc.write_text("# Repairs\n\nRepairs on our own gear are free for life, zippers included.\n")
     add_documents(engine, read_documents([doc], settings), embed, "test")
