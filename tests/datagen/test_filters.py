@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from brandvoice.datagen.filters import (
-    FILTER_ORDER,
-    CandidateFilter,
-    Draft,
-    FilterConfig,
-    calibrated,
-)
-from brandvoice.samples import sample_examples_path
+from brandvoice.datagen.filters import FILTER_ORDER, CandidateFilter, Draft, FilterConfig
 from tests.datagen.brand import ANSWERS, PARAPHRASES, PARENTS, SIGN_OFF, VALIDATION_PARENT, chat
 
 
@@ -143,48 +134,3 @@ def test_a_looping_reply_is_dropped_for_repetition(judge):
     (verdict,) = judge.judge([draft(looping)])
     assert (verdict.keep, verdict.reason) == (False, "repetition")
     assert verdict.scores["repetition"].score > FilterConfig().max_repetition
-
-
-def test_floors_rise_to_where_the_brands_own_examples_sit(embed, count_tokens):
-    """The demo's v1 kept a time-travel story under the fixed floors; the brand's own examples
-    set bars that drop it and keep a plain new request."""
-    brand = [json.loads(line)["messages"] for line in sample_examples_path().open(encoding="utf-8")]
-    parent = next(m for m in brand if "Ridgeline 40 pack broke" in m[1]["content"])
-    demos = tuple(m for m in brand[:3] if m is not parent)
-    system = parent[0]["content"]
-
-    def candidate(request: str, reply: str) -> Draft:
-        messages = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": request},
-            {"role": "assistant", "content": reply},
-        ]
-        return Draft(messages, parent, "new_requests", "c", demos)
-
-    story = candidate(
-        "You are a big time traveler and have just left a few weeks ago. You're running for a "
-        "moment. What's happened?",
-        "The fire's kindled again, and I reckon it's only a moment longer. We're on the Red Line, "
-        "heading towards the station. My ship's a Pebble & Pine, a sturdy vessel with a crew "
-        "that'll stand up to anyone.\n\nHappy trails! 🌲",
-    )
-    plain = candidate(
-        "The shoulder strap on my Ridgeline 40 tore after a year. Can you fix it?",
-        "Yes, we can. Repairs on our own gear are free for life, straps included. Print the free "
-        "label from our repair page and send the pack our way; it's back in about two weeks."
-        "\n\nHappy trails! 🌲",
-    )
-    fixed, tuned = FilterConfig(calibrate=False), calibrated(FilterConfig(), brand, embed)
-    verdicts = {
-        name: CandidateFilter(
-            enumerate(brand), count_tokens=count_tokens, embed=embed, config=config
-        ).judge([story, plain])
-        for name, config in (("fixed", fixed), ("tuned", tuned))
-    }
-
-    assert tuned.min_relevance > fixed.min_relevance
-    assert [v.keep for v in verdicts["fixed"]] == [True, True], "what the fixed floors let by"
-    assert [v.keep for v in verdicts["tuned"]] == [False, True], verdicts["tuned"][0].scores_dict()
-    assert verdicts["tuned"][0].reason == "relevance"
-    assert calibrated(FilterConfig(), brand[:9], embed) == FilterConfig(), "too few to calibrate"
-    assert calibrated(fixed, brand, embed) == fixed

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -82,42 +82,13 @@ class FilterConfig:
     bands: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_BANDS))
     default_band: tuple[float, float] = (0.2, 0.9)
     min_relevance: float = 0.2
-    """Cosine of the reply with its own request; unrelated answers sit below 0.2."""
+    """Cosine of the reply with its own request; approved examples sit at 0.38 and up (5th
+    percentile of the sample brand), unrelated answers below 0.2."""
     allow_redactions: bool = False
     """A generator that invents e-mail addresses or card numbers is making things up: drop."""
-    calibrate: bool = True
-    """Raise ``min_relevance`` to where the brand's own approved examples sit (``calibrated``);
-    the fixed value stays the lowest bar."""
 
     def band(self, strategy: str) -> tuple[float, float]:
         return self.bands.get(strategy, self.default_band)
-
-
-CALIBRATION_PERCENTILE = 5.0
-"""The bars sit at this percentile of the brand's own examples: 1 in 20 real ones would fail."""
-MIN_CALIBRATION_EXAMPLES = 10
-
-
-def calibrated(
-    config: FilterConfig, conversations: Sequence[Sequence[Mapping[str, Any]]], embed: Embedder
-) -> FilterConfig:
-    """``config`` with ``min_relevance`` raised to how related the brand's own approved replies
-    are to their requests (their 5th percentile).
-
-    MiniLM cosines depend on the domain and the length of the texts, so one fixed floor keeps
-    nonsense on one brand and drops good candidates on another: the 5th percentile is 0.32 on the
-    sample brand and 0.30-0.40 on the bench brands, and the demo's v1 kept a time-travel story at
-    0.24 under the fixed 0.2. (The new-request band's floor was measured the same way, against
-    the nearest of 4 random examples as a candidate is against its parent and 3 demonstrations:
-    its 5th percentile is under 0.2 on the sample brand, so it stays fixed.)"""
-    pairs = [(last_content(c, "user"), last_content(c, "assistant")) for c in conversations]
-    pairs = [(request, reply) for request, reply in pairs if request and reply]
-    if not config.calibrate or len(pairs) < MIN_CALIBRATION_EXAMPLES:
-        return config
-    vectors = np.asarray(embed([text for pair in pairs for text in pair]), dtype=np.float32)
-    relevance = np.einsum("ij,ij->i", vectors[0::2], vectors[1::2])
-    floor = float(np.percentile(relevance, CALIBRATION_PERCENTILE))
-    return replace(config, min_relevance=max(config.min_relevance, floor))
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,7 @@ from sqlmodel import col, select
 
 from brandvoice.datagen import fewshot
 from brandvoice.datagen.calls import Call, run_calls
-from brandvoice.datagen.filters import (
-    CandidateFilter,
-    Draft,
-    Embedder,
-    FilterConfig,
-    calibrated,
-)
+from brandvoice.datagen.filters import CandidateFilter, Draft, Embedder, FilterConfig
 from brandvoice.datagen.guidelines import guidelines_for_prompt
 from brandvoice.datagen.outcome import Outcome
 from brandvoice.datagen.parse import ParseError, parse_plain_reply
@@ -133,12 +127,11 @@ def generate_variations(
         else None
     )
     tasks = _plan(parents, strategies, config, json_mode, done, summary, fewshot_version)
-    approved = [e.messages for e in examples if is_real_approved(e)]
     judge = CandidateFilter(
         ((e.id, e.messages) for e in examples),
         count_tokens=count_tokens,
         embed=embed,
-        config=calibrated(config.filters, approved, embed),
+        config=config.filters,
         redactor=redactor,
     )
     context = RecordContext(
@@ -173,15 +166,15 @@ def generate_variations(
     return summary
 
 
-def is_real_approved(example: Example) -> bool:
-    return example.source != ExampleSource.SYNTHETIC and example.status == ExampleStatus.APPROVED
-
-
 def _parents(
     examples: Sequence[Example], config: GenerateConfig
 ) -> tuple[list[Parent], list[Parent]]:
     """(parents to expand, training examples that may serve as demonstrations)."""
-    real = [e for e in examples if is_real_approved(e)]
+    real = [
+        e
+        for e in examples
+        if e.source != ExampleSource.SYNTHETIC and e.status == ExampleStatus.APPROVED
+    ]
     demo_pool = [Parent(e.id, e.messages) for e in real if e.split == Split.TRAIN]  # type: ignore[arg-type]
     if config.parent_ids is not None:
         wanted = set(config.parent_ids)
