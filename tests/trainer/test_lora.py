@@ -134,10 +134,12 @@ def test_adapter_loads_with_peft_and_changes_greedy_output(
     # The written adapter is the best one, scored by the helper evaluation reuses.
     best = runs.straight.best_eval_loss
     assert validation_loss(tuned, brand_files[1], max_length=128) == pytest.approx(best, rel=1e-4)
-    # Evaluation scores it through LocalChat's public scoring interface to the same figure.
+    # Evaluation scores it through LocalChat's public scoring interface to the same figure. On a
+    # bf16 base LocalChat holds the adapter in bf16 too, where training cast it under autocast:
+    # the two round differently by a few parts in 10,000 (a wrong adapter or label is far off).
     chat = LocalChat(adapter=out, device="cpu")
     assert assistant_token_loss(chat, brand_files[1], max_length=128) == pytest.approx(
-        best, rel=1e-4
+        best, rel=1e-4 if chat.base.model.dtype == torch.float32 else 1e-3
     )
 
 
