@@ -4,10 +4,10 @@ The generator is the OpenAI-compatible server when one is configured (instructio
 templates), else the local base model (few-shot continuation, ``datagen/fewshot.py``). The
 responder that answers the new requests is the latest trained version (its adapter or hosted
 model), which already speaks in the voice, with the local generator; with a server, the promoted
-version, else the server model itself. Both come from the
-process's :class:`Backends`. The responder is asked as replies are served, with the knowledge
-retrieved for the request in its prompt (:class:`ServedResponder`). Local generation runs when ``LOCAL_SYNTHETIC`` is on (off by default;
-``Settings.local_synthetic`` has the measurement behind it) and a trained version exists.
+version, else the server model itself. Both come from the process's :class:`Backends`, and the
+responder is asked as replies are served, with the knowledge retrieved for the request in its
+prompt (:class:`ServedResponder`). Local generation runs when ``LOCAL_SYNTHETIC`` is on (off by
+default; ``Settings.local_synthetic`` has the measurement behind it) and a trained version exists.
 """
 
 from __future__ import annotations
