@@ -77,11 +77,12 @@ def responder_for(
 ) -> ChatBackend | None:
     """Who answers the new requests: with the local generator the latest trained version (it
     already has the voice, and the most approved examples behind it); with a server generator
-    the promoted version. None: the generator answers. With ``knowledge`` it is asked as served."""
+    the promoted version. None: the generator answers. With ``knowledge`` it is asked as served
+    (with knowledge switched off, that is the bare request)."""
     voice = (
         backends.promoted(engine) if generator.supports_json else backends.latest_trained(engine)
     )
-    if voice is None or knowledge is None or not backends.settings.knowledge_enabled:
+    if voice is None or knowledge is None:
         return voice
     return ServedResponder(voice, knowledge, engine)
 
