@@ -23,6 +23,17 @@ def split_train_val(rows: list[Any]) -> tuple[list[Any], list[Any]]:
     return train, val
 
 
+def brand_names(held_out: bool = False) -> list[str]:
+    """The brand sets the sweep chooses defaults on, or (``held_out``) those kept out of it to
+    check that the chosen defaults carry to a brand they were not chosen on."""
+    names = []
+    for directory in sorted(p for p in BRANDS.iterdir() if (p / "brand.json").is_file()):
+        meta = json.loads((directory / "brand.json").read_text(encoding="utf-8"))
+        if bool(meta.get("held_out")) == held_out:
+            names.append(directory.name)
+    return names
+
+
 def load_brand(directory: Path) -> dict[str, Any]:
     """Train (minus validation), validation and test conversations plus the brand's sign-off."""
     meta = json.loads((directory / "brand.json").read_text(encoding="utf-8"))

@@ -17,6 +17,11 @@ wall time because the machine is shared: they are what the run would take alone 
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/voice_defaults.py --threads 1
     HF_HUB_OFFLINE=1 .venv/bin/python bench/voice_defaults.py --plan fizzpop:defaults,ledgerly:defaults
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/voice_defaults.py --held-out --threads 2
+
+Brand sets marked ``"held_out": true`` in their ``brand.json`` are never swept: ``--held-out`` runs
+the shipped defaults on them and checks the targets for brands the defaults were not chosen on
+(test-split similarity >= 0.65, sign-off >= 95% where the brand has one).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from brand_sets import BRANDS, load_brand
+from brand_sets import BRANDS, brand_names, load_brand
 
 from brandvoice.inference.base_model import load_fresh_base_model, load_tokenizer
 from brandvoice.trainer.checkpoint import git_sha, package_versions
@@ -54,6 +59,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "lr2e-3_r8": {"learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16.0},
     "defaults": {},  # TrainConfig() as shipped: its own budget, evaluations and selection
 }
+HELD_OUT_SIMILARITY = 0.65
+HELD_OUT_SIGN_OFF = 0.95
 PROBE_CPU = {"seconds": 0.0}
 """CPU time spent scoring the test split, taken out of a run's CPU time (the trainer never pays it)."""
 
@@ -161,14 +168,26 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=5.0, help="step budget in epochs")
     parser.add_argument("--max-steps", type=int, default=32, help="cap on the step budget")
     parser.add_argument("--evals", type=int, default=4, help="evaluations per run")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/voice_defaults_results.json")
+    parser.add_argument(
+        "--out", type=Path, help="results JSON (bench/voice_defaults_results.json; with "
+        "--held-out bench/results/voice_defaults_held_out.json)",
+    )  # fmt: skip
     parser.add_argument("--summary", action="store_true", help="print the table of --out and stop")
+    parser.add_argument(
+        "--held-out", action="store_true",
+        help="run the shipped defaults on the held-out brands and check them against the targets",
+    )  # fmt: skip
     args = parser.parse_args()
+    args.out = args.out or (
+        ROOT / "bench/results/voice_defaults_held_out.json"
+        if args.held_out
+        else ROOT / "bench/voice_defaults_results.json"
+    )
     if args.summary:
         summarize(json.loads(args.out.read_text())["runs"])
         return
     torch.set_num_threads(args.threads)
-    names = args.brands.split(",") if args.brands else sorted(p.name for p in BRANDS.iterdir())
+    names = args.brands.split(",") if args.brands else brand_names(args.held_out)
     brands = {name: load_brand(BRANDS / name) for name in names}
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     base = load_fresh_base_model(device="cpu").eval()
@@ -184,10 +203,11 @@ def main() -> None:
         report["runs"] = json.loads(args.out.read_text())["runs"]
     done = {(r["brand"], r["recipe"]) for r in report["runs"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    recipes = ["defaults"] if args.held_out else args.recipes.split(",")
     plan = (
         [p.split(":") for p in args.plan.split(",")]
         if args.plan
-        else [[name, recipe] for recipe in args.recipes.split(",") for name in brands]
+        else [[name, recipe] for recipe in recipes for name in brands]
     )
     for name, recipe_name in plan:
         brand = brands[name]
@@ -209,6 +229,25 @@ def main() -> None:
             print(
                 name, recipe_name, run["steps_run"], run["train_cpu_seconds"], summary, flush=True
             )
+    if args.held_out:
+        check_held_out(report["runs"], brands)
+
+
+def check_held_out(runs: list[dict[str, Any]], brands: dict[str, Any]) -> None:
+    """The issue's targets for brands the defaults were not chosen on."""
+    for run in runs:
+        if run["brand"] not in brands or run["recipe"] != "defaults":
+            continue
+        kept, sign_off = run["kept"], brands[run["brand"]]["sign_off"]
+        verdicts = [f"similarity {kept['voice_similarity']:.3f} (target {HELD_OUT_SIMILARITY})"]
+        if sign_off:
+            verdicts.append(
+                f"sign-off {kept['sign_off_rate']:.0%} (target {HELD_OUT_SIGN_OFF:.0%})"
+            )
+        passed = kept["voice_similarity"] >= HELD_OUT_SIMILARITY and (
+            not sign_off or kept["sign_off_rate"] >= HELD_OUT_SIGN_OFF
+        )
+        print(f"held out {run['brand']}: {', '.join(verdicts)}: {'pass' if passed else 'FAIL'}")
 
 
 if __name__ == "__main__":
