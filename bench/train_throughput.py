@@ -9,7 +9,8 @@ for one epoch each (the same token budget). Three configurations:
 - ``trl-best``: TRL's fastest CPU configuration, the one the floor applies to: no gradient
   checkpointing, ``train_sampling_strategy="group_by_length"`` (length-grouped batches, little
   padding), bf16 (autocast, base held in bf16) only where the CPU has native bf16 (AVX512-BF16 or
-  AMX, as ours decides) else fp32, and the attention implementation ours picks for these lengths.
+  AMX, as ours decides) else fp32, and eager attention up to 512 tokens: TRL's fastest kernel
+  there, in bf16 (AVX512-BF16) and in fp32 (AVX2: eager 66.4 trained tokens/s against SDPA 56.1).
   ``padding_free`` is not used: TRL's SFTConfig documents it for FlashAttention 2/3 only, which
   does not run on CPU (and packing with ``"bfd"`` turns it on).
 - ``trl-defaults``: TRL's defaults (gradient checkpointing, bf16 autocast, random batches), for
@@ -22,7 +23,10 @@ start rotating), so a load change on a shared machine hits every side alike; the
 Printed per configuration: trained tokens/s (labelled tokens, steady state: the first steps skipped,
 the median of 3 windows), tokens per CPU-second (what a shared machine cannot steal), padding ratio
 and validation loss scored by the same function; then ours / TRL-best (floor 2.0x, validation loss
-within +2%) and ours / TRL-defaults.
+within +2%) and ours / TRL-defaults. Last, the compute bound: each side's matmul FLOPs per trained
+token (``training_flops``), the share of this machine's matmul peak it reached, and what ours
+would be against TRL-best at 100% of that peak, the most a faster trainer (rather than fewer
+FLOPs) could give here.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/train_throughput.py            # CPU, ~10 min on 2 cores
     HF_HUB_OFFLINE=1 .venv/bin/python bench/train_throughput.py --gpu-mfu  # CUDA: Qwen2.5-0.5B shape
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -73,6 +78,45 @@ def steady_tokens_per_second(marks: list[tuple[float, int]], warmup: int) -> lis
         raise ValueError(f"need at least {warmup + 3} steps for 3 windows, got {len(marks) - 1}")
     windows = [usable[i * size : (i + 1) * size + 1] for i in range(3)]
     return [(w[-1][1] - w[0][1]) / (w[-1][0] - w[0][0]) for w in windows]
+
+
+def training_flops(model_config: Any, positions: int, squares: int, head_positions: int) -> float:
+    """Matmul FLOPs of LoRA training (all-linear, rank ``LORA["r"]``, frozen base) over a run.
+
+    ``positions`` is every position fed to the model (padding included), ``squares`` the sum over
+    rows of the padded width squared (attention), ``head_positions`` the positions the LM head
+    projects (ours: the labelled ones; TRL: all). Forward is 2 FLOPs per weight per position;
+    backward adds the input gradient (another 2) for the frozen weights, and the input and weight
+    gradients (4) for LoRA's; attention is 4*d per (query, key) pair forward, twice that backward.
+    """
+    c = model_config
+    head_dim = c.hidden_size // c.num_attention_heads
+    kv = c.num_key_value_heads * head_dim
+    shapes = [(c.hidden_size, c.hidden_size), (c.hidden_size, kv), (c.hidden_size, kv),
+              (c.hidden_size, c.hidden_size), (c.hidden_size, c.intermediate_size),
+              (c.hidden_size, c.intermediate_size), (c.intermediate_size, c.hidden_size)]  # fmt: skip
+    frozen = c.num_hidden_layers * sum(i * o for i, o in shapes)
+    lora = c.num_hidden_layers * sum(LORA["r"] * (i + o) for i, o in shapes)
+    attention = c.num_hidden_layers * 4 * c.hidden_size * squares * 3
+    head = c.hidden_size * c.vocab_size * head_positions * 4
+    return 4 * frozen * positions + 6 * lora * positions + attention + head
+
+
+def matmul_peak(dtype_name: str, threads: int) -> float:
+    """FLOP/s of this machine on the model's own largest matmul (a batch of 1024 positions
+    through an MLP projection), the best of 5: what no configuration can beat per FLOP."""
+    import torch
+
+    torch.set_num_threads(threads)
+    dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
+    a, b = torch.randn(1024, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = min(best, (time.perf_counter() - started) / 10)
+    return 2 * 1024 * 576 * 1536 / best
 
 
 class Marks:
@@ -120,7 +164,8 @@ def run_ours(
         epochs=1, max_steps=max_steps, num_threads=threads, device="cpu", **SHARED,
     )  # fmt: skip
     from brandvoice.inference.base_model import load_tokenizer
-    from brandvoice.trainer.sft_data import padding_ratio, plan_steps, tokenize_chat_file
+    from brandvoice.trainer.lora_model import pad_multiple_for
+    from brandvoice.trainer.sft_data import plan_steps, tokenize_chat_file
 
     lengths = tokenize_chat_file(
         train, load_tokenizer(config.base_model), config.max_length
@@ -128,12 +173,18 @@ def run_ours(
     plan = plan_steps(
         lengths, batch_size=4, grad_accum_steps=1, epochs=1, max_steps=max_steps, seed=0
     )
+    batches = [b for step in plan for b in step]
+    multiple = pad_multiple_for(config, _bf16_used(config))
+    widths = [-(-max(lengths[i] for i in b) // multiple) * multiple for b in batches]
     marks.add(0)
     result = train_lora(train, val, out, config, Clock(), base_model=copy.deepcopy(base))
+    positions = sum(w * len(b) for w, b in zip(widths, batches, strict=True))
+    squares = sum(w * w * len(b) for w, b in zip(widths, batches, strict=True))
     return marks.summary() | {
+        "flops": training_flops(base.config, positions, squares, result.trained_tokens),
         "steps": result.steps,
         "trained_tokens": result.trained_tokens,
-        "padding_ratio": padding_ratio([b for step in plan for b in step], lengths),
+        "padding_ratio": 1 - sum(lengths) / positions,
         "adapter": str(out),
         "precision": "bf16" if _bf16_used(config) else "fp32",
     }
@@ -155,14 +206,11 @@ def trl_best_settings(base: Any, max_example_length: int) -> tuple[Any, dict[str
     import torch
 
     from brandvoice.inference.base_model import cpu_has_native_bf16
-    from brandvoice.trainer.config import TrainConfig
-    from brandvoice.trainer.lora_model import attention_for
 
     bf16 = cpu_has_native_bf16()
     model = copy.deepcopy(base).to(dtype=torch.bfloat16 if bf16 else torch.float32)
-    attention = attention_for(TrainConfig(device="cpu"), "cpu", max_example_length)
-    if attention:
-        model.set_attn_implementation(attention)
+    if max_example_length <= 512:
+        model.set_attn_implementation("eager")
     fields = {"gradient_checkpointing": False, "bf16": bf16,
               "train_sampling_strategy": "group_by_length"}  # fmt: skip
     return model, fields
@@ -192,7 +240,7 @@ def run_trl(
             for e in examples
         ]
     )
-    counts = {"trained": 0, "positions": 0, "real": 0}
+    counts = {"trained": 0, "positions": 0, "real": 0, "squares": 0}
     marks = Marks()
 
     class CountingSFTTrainer(SFTTrainer):
@@ -205,6 +253,8 @@ def run_trl(
                 counts["trained"] += int((inputs["labels"][:, 1:] != IGNORE_INDEX).sum())
                 counts["positions"] += inputs["input_ids"].numel()
                 counts["real"] += int(inputs["attention_mask"].sum())
+                rows, width = inputs["input_ids"].shape
+                counts["squares"] += rows * width * width
             return super().compute_loss(model, inputs, *args, **kwargs)
 
     class Clock(TrainerCallback):
@@ -233,6 +283,9 @@ def run_trl(
     trainer.train()
     trainer.model.save_pretrained(str(out))
     return marks.summary() | {
+        "flops": training_flops(
+            base.config, counts["positions"], counts["squares"], counts["positions"]
+        ),
         "steps": trainer.state.global_step,
         "trained_tokens": counts["trained"],
         "padding_ratio": 1 - counts["real"] / counts["positions"],
@@ -301,6 +354,7 @@ def compare_cpu(
               f"{r['padding_ratio']:>9.1%}{r['val_loss']:>10.4f}{r['steps']:>7}"
               f"{r['trained_tokens']:>9}  {setup(r)}")  # fmt: skip
     summary: dict[str, Any] = {"results": results, "rounds": rounds, "max_steps": max_steps}
+    summary["compute"] = compute_bound(results, threads)
     ours = results.get("ours")
     for baseline in ("trl-best", "trl-defaults"):
         if ours is None or baseline not in results:
@@ -325,6 +379,27 @@ def compare_cpu(
     print("(a shared machine: the runs are interleaved so load hits every side alike; tokens per "
           "CPU-second is the figure contention moves least)")  # fmt: skip
     return summary
+
+
+def compute_bound(results: dict[str, dict[str, Any]], threads: int) -> dict[str, Any]:
+    """Each side's matmul FLOPs per trained token and the share of this machine's matmul peak it
+    reached, and the most ours could gain over TRL-best here: its FLOPs ratio at 100% of peak."""
+    precision = next(iter(results.values()))["precision"]
+    peak = matmul_peak(precision, threads)
+    print(f"\nmatmul peak here ({precision}, {threads} threads): {peak / 1e9:.0f} GFLOP/s")
+    bound: dict[str, Any] = {"peak_flops": peak}
+    for name, r in results.items():
+        per_token = r["flops"] / r["trained_tokens"]
+        achieved = per_token * r["tokens_per_s"]
+        bound[name] = {"flops_per_trained_token": per_token, "achieved_flops": achieved}
+        print(f"{name:<14}{per_token / 1e9:.2f} GFLOP per trained token, "
+              f"{achieved / 1e9:.0f} GFLOP/s = {achieved / peak:.0%} of peak")  # fmt: skip
+    if "ours" in bound and "trl-best" in bound:
+        ours_at_peak = peak / bound["ours"]["flops_per_trained_token"]
+        bound["ceiling_vs_trl_best"] = ours_at_peak / results["trl-best"]["tokens_per_s"]
+        print(f"ours at 100% of peak would be {bound['ceiling_vs_trl_best']:.2f}x TRL-best as "
+              "measured: the most any change to our trainer's speed (not its FLOPs) can give")  # fmt: skip
+    return bound
 
 
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:

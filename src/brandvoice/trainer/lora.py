@@ -37,6 +37,7 @@ from brandvoice.trainer.lora_model import (
     dropout_active,
     load_adapter_state,
     mean_loss_per_target_token,
+    pad_multiple_for,
     torch_threads,
     use_bf16,
     validation_loss,
@@ -310,7 +311,7 @@ def _prepare(
     resumed = ckpt.load_checkpoint(resume_from) if resume_from else None
     if resumed:
         _check_resumable(resumed, config, train, plan)
-    attention = attention_for(config, accelerator.device.type, max(train.lengths))
+    attention = attention_for(config, accelerator.device.type, max(train.lengths), bf16)
     model = build_lora_model(config, str(accelerator.device), base_model, bf16, attention)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -360,7 +361,9 @@ class _Run:
         if self.config.batching == "packed":
             tensors = collate_packed(examples)
         else:
-            tensors = collate_padded(examples, self.pad_id, self.config.pad_multiple)
+            tensors = collate_padded(
+                examples, self.pad_id, pad_multiple_for(self.config, self.bf16)
+            )
         return {k: v.to(self.accelerator.device) for k, v in tensors.items()}
 
     def step(self, fit: ckpt.FitState) -> dict[str, float]:

@@ -259,10 +259,17 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def attention_for(config: TrainConfig, device_type: str, longest: int) -> str | None:
+def attention_for(config: TrainConfig, device_type: str, longest: int, bf16: bool) -> str | None:
     if config.attention != "auto":
         return config.attention
-    return "eager" if device_type == "cpu" and longest <= 512 else None
+    return "eager" if device_type == "cpu" and bf16 and longest <= 512 else None
+
+
+def pad_multiple_for(config: TrainConfig, bf16: bool) -> int:
+    """What padded batches are rounded up to (see ``TrainConfig.pad_multiple``)."""
+    if config.pad_multiple is not None:
+        return config.pad_multiple
+    return 32 if bf16 else 1
 
 
 def use_bf16(config: TrainConfig, device: str) -> bool:

@@ -44,6 +44,7 @@ from brandvoice.trainer.lora_model import (
     adapter_state,
     disable_input_casting,
     dropout_active,
+    pad_multiple_for,
     target_logits,
     torch_threads,
     use_bf16,
@@ -114,7 +115,7 @@ class PreferenceRun:
 
     def logps(self, pairs: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy log-probabilities (pairs, 2) and the chosen replies' token counts."""
-        batch = collate_pairs(pairs, self.pad_id, self.config.pad_multiple)
+        batch = collate_pairs(pairs, self.pad_id, pad_multiple_for(self.config, self.bf16))
         batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
         with self.autocast():
             sums, counts = self.loss_module(**batch)
