@@ -164,8 +164,13 @@ def run_ours(
         epochs=1, max_steps=max_steps, num_threads=threads, device="cpu", **SHARED,
     )  # fmt: skip
     from brandvoice.inference.base_model import load_tokenizer
-    from brandvoice.trainer.lora_model import pad_multiple_for
-    from brandvoice.trainer.sft_data import plan_steps, tokenize_chat_file
+    from brandvoice.trainer.lora_model import pad_multiple_for, use_bf16
+    from brandvoice.trainer.sft_data import (
+        padded_width,
+        padding_ratio,
+        plan_steps,
+        tokenize_chat_file,
+    )
 
     lengths = tokenize_chat_file(
         train, load_tokenizer(config.base_model), config.max_length
@@ -173,9 +178,10 @@ def run_ours(
     plan = plan_steps(
         lengths, batch_size=4, grad_accum_steps=1, epochs=1, max_steps=max_steps, seed=0
     )
+    bf16 = use_bf16(config, "cpu")
     batches = [b for step in plan for b in step]
-    multiple = pad_multiple_for(config, _bf16_used(config))
-    widths = [-(-max(lengths[i] for i in b) // multiple) * multiple for b in batches]
+    multiple = pad_multiple_for(config, bf16)
+    widths = [padded_width((lengths[i] for i in b), multiple) for b in batches]
     marks.add(0)
     result = train_lora(train, val, out, config, Clock(), base_model=copy.deepcopy(base))
     positions = sum(w * len(b) for w, b in zip(widths, batches, strict=True))
@@ -184,16 +190,10 @@ def run_ours(
         "flops": training_flops(base.config, positions, squares, result.trained_tokens),
         "steps": result.steps,
         "trained_tokens": result.trained_tokens,
-        "padding_ratio": 1 - sum(lengths) / positions,
+        "padding_ratio": padding_ratio(batches, lengths, multiple),
         "adapter": str(out),
-        "precision": "bf16" if _bf16_used(config) else "fp32",
+        "precision": "bf16" if bf16 else "fp32",
     }
-
-
-def _bf16_used(config: Any) -> bool:
-    from brandvoice.trainer.lora_model import use_bf16
-
-    return use_bf16(config, "cpu")
 
 
 CONFIGURATIONS = ("ours", "trl-best", "trl-defaults")

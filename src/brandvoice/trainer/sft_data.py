@@ -209,7 +209,7 @@ def collate_padded(
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (padding is never trained),
     the width rounded up to a ``multiple`` so that batch shapes repeat (see ``TrainConfig``)."""
     examples = list(examples)
-    width = -(-max(len(e.input_ids) for e in examples) // multiple) * multiple
+    width = padded_width((len(e.input_ids) for e in examples), multiple)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
@@ -239,10 +239,17 @@ def collate_packed(examples: Iterable[TokenizedExample]) -> dict[str, torch.Tens
     return {"input_ids": as_row(ids), "position_ids": as_row(positions), "labels": as_row(labels)}
 
 
-def padding_ratio(batches: Iterable[Sequence[int]], lengths: Sequence[int]) -> float:
-    """Share of padded positions when these micro-batches are padded to their longest example."""
+def padded_width(lengths: Iterable[int], multiple: int = 1) -> int:
+    """The width ``collate_padded`` gives a batch of these lengths: the longest, rounded up."""
+    return -(-max(lengths) // multiple) * multiple
+
+
+def padding_ratio(
+    batches: Iterable[Sequence[int]], lengths: Sequence[int], multiple: int = 1
+) -> float:
+    """Share of padded positions when these micro-batches are collated by ``collate_padded``."""
     padded = real = 0
     for batch in batches:
         real += sum(lengths[i] for i in batch)
-        padded += max(lengths[i] for i in batch) * len(batch)
+        padded += padded_width((lengths[i] for i in batch), multiple) * len(batch)
     return 1 - real / padded if padded else 0.0
