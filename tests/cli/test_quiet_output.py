@@ -26,14 +26,14 @@ LIBRARY_NOISE = (
 )
 
 
-def chat(tmp_path: Path, database_url: str, *flags: str) -> subprocess.CompletedProcess[str]:
+def chat(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     home = tmp_path / f"home{'-'.join(flags)}"
     home.mkdir()
     env = {
         **os.environ,
         "HOME": str(home),
         "HF_HUB_OFFLINE": "1",
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'brandvoice.db'}",  # the output, not the store
         "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
     }
     command = [*CLI, *flags, "chat", "Say hello to the team", "--max-tokens", "4"]
@@ -43,16 +43,16 @@ def chat(tmp_path: Path, database_url: str, *flags: str) -> subprocess.Completed
 
 
 def test_loading_the_model_prints_only_our_output_and_verbose_shows_the_libraries(
-    tmp_path: Path, database_url: str
+    tmp_path: Path,
 ) -> None:
-    quiet = chat(tmp_path, database_url)
+    quiet = chat(tmp_path)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout.startswith("base model:")
     for noise in LIBRARY_NOISE:
         assert noise not in quiet.stdout + quiet.stderr, noise
     assert quiet.stderr == ""
 
-    verbose = chat(tmp_path, database_url, "-v")
+    verbose = chat(tmp_path, "-v")
     assert verbose.returncode == 0, verbose.stderr
     assert verbose.stdout.startswith("base model:")
     assert "Converting and de-quantizing GGUF tensors" in verbose.stderr

@@ -203,7 +203,7 @@ def test_a_shared_opening_computed_once_trains_like_one_computed_per_row(
     examples = tokenize_chat_file(brand_files[0], tokenizer, 128).examples[:3]
     batch = collate_padded(examples, tokenizer.pad_token_id)
     assert shared_prefix_length(batch["input_ids"], batch["labels"]) >= MIN_SHARED_PREFIX
-    model = build_lora_model(CONFIG, "cpu", copy.deepcopy(fresh_base))
+    model = build_lora_model(CONFIG, "cpu", copy.deepcopy(fresh_base)).eval()  # no dropout
     torch.manual_seed(0)
     for name, param in model.named_parameters():  # lora_B starts at 0: give B a gradient path
         if "lora_B" in name:
@@ -219,7 +219,8 @@ def test_a_shared_opening_computed_once_trains_like_one_computed_per_row(
     assert shared_count == plain_count
     torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-4)
     for name, grad in plain_grads.items():
-        torch.testing.assert_close(shared_grads[name], grad, rtol=1e-3, atol=1e-6, msg=name)
+        difference = (shared_grads[name] - grad).norm() / grad.norm()
+        assert difference < 1e-4, f"{name}: gradients differ by {difference:.1e} of their norm"
 
 
 def test_early_stopping_fires_when_validation_rises_while_training_falls() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console, Group
@@ -18,19 +18,16 @@ from sqlalchemy import Engine
 from sqlmodel import col, func, select
 
 from brandvoice.bot.cli.context import backends, console, engine, friendly_errors, settings
-from brandvoice.datagen.filters import Embedder, FilterConfig
-from brandvoice.datagen.generate import (
-    GenerateConfig,
-    GenerateProgress,
-    GenerateSummary,
-    generate_variations,
-)
 from brandvoice.datagen.guidelines import get_guidelines, set_guidelines
 from brandvoice.inference.chat import ChatBackend
 from brandvoice.store.db import session_scope
 from brandvoice.store.jsonl import TokenCounter
 from brandvoice.store.models import Example, ExampleSource
 from brandvoice.store.redact import Redactor
+
+if TYPE_CHECKING:  # the generator pulls in the near-duplicate index (datasketch, scipy)
+    from brandvoice.datagen.filters import Embedder, FilterConfig
+    from brandvoice.datagen.generate import GenerateProgress, GenerateSummary
 
 guidelines_app = typer.Typer(
     help="The brand guidelines that go into every generation prompt.", no_args_is_help=True
@@ -115,6 +112,8 @@ def run_generate(
     """
     if per_example < 1:
         raise ValueError(f"--per-example must be at least 1, got {per_example}")
+    from brandvoice.datagen.filters import FilterConfig
+    from brandvoice.datagen.generate import GenerateConfig, generate_variations
     from brandvoice.inference.tokens import count_chat_tokens_batch
 
     console = console or Console()

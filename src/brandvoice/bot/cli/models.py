@@ -20,7 +20,6 @@ from brandvoice.bot.cli.context import (
 )
 from brandvoice.bot.cli.progress import ConsoleRunReporter, progress_bar
 from brandvoice.bot.runs import TrainRequest, enqueue_request
-from brandvoice.bot.services import make_worker
 from brandvoice.inference.chat import Sampling
 from brandvoice.store.audit import record_refusal
 from brandvoice.store.db import session_scope
@@ -53,6 +52,8 @@ runs_app = typer.Typer(help="Training runs: list and cancel.", no_args_is_help=T
 
 def execute_run(run_id: int, **train_overrides: Any) -> TrainingRun:
     """Run ``run_id`` here and now with a progress bar; returns the finished run."""
+    from brandvoice.bot.services import make_worker  # torch and the trainer: only when training
+
     worker = make_worker(
         settings(),
         engine(),
