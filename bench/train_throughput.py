@@ -148,13 +148,7 @@ def split_files(directory: Path, n_val: int) -> tuple[Path, Path]:
 
 
 def run_ours(
-    train: Path,
-    val: Path,
-    threads: int,
-    out: Path,
-    base: Any,
-    max_steps: int | None,
-    share_prefix: bool = True,
+    train: Path, val: Path, threads: int, out: Path, base: Any, max_steps: int | None
 ) -> dict[str, Any]:
     from brandvoice.trainer.config import TrainConfig
     from brandvoice.trainer.lora import TrainCallback, train_lora
@@ -167,36 +161,31 @@ def run_ours(
 
     config = TrainConfig(
         lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"], lora_dropout=LORA["lora_dropout"],
-        epochs=1, max_steps=max_steps, num_threads=threads, device="cpu",
-        share_prefix=share_prefix, **SHARED,
+        epochs=1, max_steps=max_steps, num_threads=threads, device="cpu", **SHARED,
     )  # fmt: skip
     from brandvoice.inference.base_model import load_tokenizer
-    from brandvoice.inference.shared_prefix import shared_prefix_length
     from brandvoice.trainer.lora_model import pad_multiple_for, use_bf16
     from brandvoice.trainer.sft_data import (
-        collate_padded,
+        padded_width,
         padding_ratio,
         plan_steps,
         tokenize_chat_file,
     )
 
-    tokenized = tokenize_chat_file(train, load_tokenizer(config.base_model), config.max_length)
-    lengths = tokenized.lengths
+    lengths = tokenize_chat_file(
+        train, load_tokenizer(config.base_model), config.max_length
+    ).lengths
     plan = plan_steps(
         lengths, batch_size=4, grad_accum_steps=1, epochs=1, max_steps=max_steps, seed=0
     )
     bf16 = use_bf16(config, "cpu")
     batches = [b for step in plan for b in step]
     multiple = pad_multiple_for(config, bf16)
-    positions = squares = 0
-    for batch in batches:  # the positions each batch computes, its shared opening once
-        tensors = collate_padded([tokenized.examples[i] for i in batch], 0, multiple)
-        rows, width = tensors["input_ids"].shape
-        prefix = shared_prefix_length(**tensors) if share_prefix else 0
-        positions += prefix + rows * (width - prefix)
-        squares += prefix * prefix + rows * (width - prefix) * width
+    widths = [padded_width((lengths[i] for i in b), multiple) for b in batches]
     marks.add(0)
     result = train_lora(train, val, out, config, Clock(), base_model=copy.deepcopy(base))
+    positions = sum(w * len(b) for w, b in zip(widths, batches, strict=True))
+    squares = sum(w * w * len(b) for w, b in zip(widths, batches, strict=True))
     return marks.summary() | {
         "flops": training_flops(base.config, positions, squares, result.trained_tokens),
         "steps": result.steps,
@@ -207,8 +196,7 @@ def run_ours(
     }
 
 
-CONFIGURATIONS = ("ours", "trl-best", "trl-defaults", "ours-per-row")
-"""``ours-per-row`` is ours without sharing each batch's opening (``TrainConfig.share_prefix``)."""
+CONFIGURATIONS = ("ours", "trl-best", "trl-defaults")
 FLOOR_VS_BEST = 2.0
 VAL_LOSS_LIMIT = 0.02
 
@@ -320,8 +308,8 @@ def worker(
 
     torch.set_num_threads(threads)
     base = load_fresh_base_model(device="cpu")
-    if name.startswith("ours"):
-        result = run_ours(train, val, threads, out, base, max_steps, name == "ours")
+    if name == "ours":
+        result = run_ours(train, val, threads, out, base, max_steps)
     else:
         result = run_trl(train, val, threads, out, base, max_steps, best=name == "trl-best")
     tuned = PeftModel.from_pretrained(copy.deepcopy(base), result["adapter"]).eval()
@@ -368,7 +356,7 @@ def compare_cpu(
     summary: dict[str, Any] = {"results": results, "rounds": rounds, "max_steps": max_steps}
     summary["compute"] = compute_bound(results, threads)
     ours = results.get("ours")
-    for baseline in ("trl-best", "trl-defaults", "ours-per-row"):
+    for baseline in ("trl-best", "trl-defaults"):
         if ours is None or baseline not in results:
             continue
         other = results[baseline]
@@ -538,7 +526,7 @@ def main() -> None:
         "--max-steps", type=int, help="stop every side after this many steps (default: 1 epoch)"
     )
     parser.add_argument(
-        "--configs", default=",".join(CONFIGURATIONS[:3]), help="comma-separated subset to run"
+        "--configs", default=",".join(CONFIGURATIONS), help="comma-separated subset to run"
     )
     parser.add_argument("--worker", choices=CONFIGURATIONS, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)

@@ -19,7 +19,6 @@ import torch
 from safetensors.torch import load_file
 
 from brandvoice.inference.local_chat import LocalChat
-from brandvoice.inference.shared_prefix import MIN_SHARED_PREFIX, shared_prefix_length
 from brandvoice.trainer.checkpoint import FitState, latest_checkpoint
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.evaluate import assistant_token_loss
@@ -30,7 +29,7 @@ from brandvoice.trainer.lora import (
     record_eval,
     train_lora,
 )
-from brandvoice.trainer.lora_model import TargetTokenLoss, build_lora_model, validation_loss
+from brandvoice.trainer.lora_model import TargetTokenLoss, validation_loss
 from brandvoice.trainer.sft_data import collate_packed, collate_padded, tokenize_chat_file
 
 pytestmark = pytest.mark.slow
@@ -194,33 +193,6 @@ def test_packed_batches_score_like_padded_ones(
         packed_sum, packed_count = loss(**collate_packed(examples))
     assert packed_count == padded_count
     torch.testing.assert_close(packed_sum, padded_sum, rtol=1e-4, atol=1e-3)
-
-
-def test_a_shared_opening_computed_once_trains_like_one_computed_per_row(
-    fresh_base: Any, tokenizer: Any, brand_files: Any
-) -> None:
-    """The brand's system prompt, run once per batch, gives the same loss and LoRA gradients."""
-    examples = tokenize_chat_file(brand_files[0], tokenizer, 128).examples[:3]
-    batch = collate_padded(examples, tokenizer.pad_token_id)
-    assert shared_prefix_length(batch["input_ids"], batch["labels"]) >= MIN_SHARED_PREFIX
-    model = build_lora_model(CONFIG, "cpu", copy.deepcopy(fresh_base)).eval()  # no dropout
-    torch.manual_seed(0)
-    for name, param in model.named_parameters():  # lora_B starts at 0: give B a gradient path
-        if "lora_B" in name:
-            param.data.normal_(0, 0.02)
-    results = []
-    for share in (False, True):
-        model.zero_grad()
-        summed, count = TargetTokenLoss(model, share_prefix=share)(**batch)
-        summed.backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-        results.append((summed.detach(), count, grads))
-    (plain, plain_count, plain_grads), (shared, shared_count, shared_grads) = results
-    assert shared_count == plain_count
-    torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-4)
-    for name, grad in plain_grads.items():
-        difference = (shared_grads[name] - grad).norm() / grad.norm()
-        assert difference < 1e-4, f"{name}: gradients differ by {difference:.1e} of their norm"
 
 
 def test_early_stopping_fires_when_validation_rises_while_training_falls() -> None:

@@ -38,7 +38,6 @@ from brandvoice.inference.chat import (
 )
 from brandvoice.inference.errors import ChatBackendError
 from brandvoice.inference.scoring import IGNORE_INDEX, TargetScore, TokenTargets
-from brandvoice.inference.shared_prefix import hidden_after_prefix, shared_prefix_length
 
 GENERATION_BATCH = 16
 """Prompts generated together. Decoding a small model on CPU costs about the same per step for 8
@@ -404,9 +403,8 @@ class _StopStrings(StoppingCriteria):
 
 
 def _score_batch(causal_lm: Any, examples: Sequence[TokenTargets]) -> list[TargetScore]:
-    """Right-padded forward pass, the rows' shared opening computed once; the vocabulary
-    projection runs only at target positions, which keeps memory at (targets x vocabulary)
-    instead of (tokens x vocabulary)."""
+    """Right-padded forward pass; the vocabulary projection runs only at target positions,
+    which keeps memory at (targets x vocabulary) instead of (tokens x vocabulary)."""
     width = max(len(e.input_ids) for e in examples)
     device = causal_lm.device
     ids = torch.zeros((len(examples), width), dtype=torch.long)
@@ -419,9 +417,8 @@ def _score_batch(causal_lm: Any, examples: Sequence[TokenTargets]) -> list[Targe
         attention[row, :n] = 1
     ids, labels, attention = ids.to(device), labels.to(device), attention.to(device)
     decoder = getattr(causal_lm, causal_lm.base_model_prefix)
-    prefix = shared_prefix_length(ids, labels, attention)
-    hidden = hidden_after_prefix(decoder, ids, attention, prefix)
-    targets = labels[:, prefix + 1 :]
+    hidden = decoder(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
     scored = targets != IGNORE_INDEX
     logits = causal_lm.get_output_embeddings()(hidden[:, :-1][scored])
     nll = F.cross_entropy(logits.float(), targets[scored], reduction="none")

@@ -28,17 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from brandvoice.inference.base_model import DEFAULT_BASE_MODEL
 
 # Settings that may differ between a run and its resumption without changing the result (the
-# attention kernel, the padding and prefix sharing change rounding only).
+# attention kernel and the padding change rounding only: padded positions are masked out).
 RESUMABLE_DIFFERENCES = frozenset(
-    {
-        "device",
-        "num_threads",
-        "checkpoint_every",
-        "keep_checkpoints",
-        "attention",
-        "pad_multiple",
-        "share_prefix",
-    }
+    {"device", "num_threads", "checkpoint_every", "keep_checkpoints", "attention", "pad_multiple"}
 )
 
 
@@ -116,11 +108,6 @@ class TrainConfig(BaseModel):
     fewer). fp32 matmuls build nothing per shape, so rounding is only padding: on the sample set
     32 pads 13% of positions against 5% and takes 7% more time per step (2 AVX2 cores, the same
     batches alternating in one process)."""
-
-    share_prefix: bool = True
-    """Compute the opening that all rows of a padded batch share (the brand's system prompt, a
-    preference pair's prompt) once per batch instead of once per row
-    (``inference/shared_prefix.py``). Same loss and gradients up to rounding."""
 
     group_window: int = Field(8, ge=1)
     """Length grouping sorts within shuffled windows of this many micro-batches (seeded)."""

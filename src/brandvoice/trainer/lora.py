@@ -316,9 +316,7 @@ def _prepare(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = scheduler_for(config, optimizer, len(plan))
-    loss_module, optimizer = accelerator.prepare(
-        TargetTokenLoss(model, config.share_prefix), optimizer
-    )
+    loss_module, optimizer = accelerator.prepare(TargetTokenLoss(model), optimizer)
     loss_module.train(dropout_active(model))
     fit, best = ckpt.FitState(), None
     if resumed:

@@ -24,7 +24,6 @@ from brandvoice.inference.base_model import (
     pick_device,
     resolve_model_source,
 )
-from brandvoice.inference.shared_prefix import hidden_after_prefix, shared_prefix_length
 from brandvoice.trainer.checkpoint import MANIFEST_FILE
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.sft_data import (
@@ -41,31 +40,18 @@ def target_logits(
     labels: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     position_ids: torch.Tensor | None = None,
-    share_prefix: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Next-token logits at the labelled positions only, their targets, and the (shifted) label
-    mask; the LM head skips the vocabulary projection of every prompt and padding position.
-
-    With ``share_prefix`` the opening that all rows share is computed once
-    (``inference/shared_prefix.py``), and the mask covers the positions after it. Packed rows
-    (``position_ids``) and gradient checkpointing, which would run the shared part twice, never
-    share."""
+    mask; the LM head skips the vocabulary projection of every prompt and padding position."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone = getattr(lm, lm.base_model_prefix)
-    checkpointing = backbone.training and getattr(backbone, "gradient_checkpointing", False)
-    if position_ids is not None:
-        hidden = backbone(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=False,
-        ).last_hidden_state
-        prefix = 0
-    else:
-        sharing = share_prefix and not checkpointing
-        prefix = shared_prefix_length(input_ids, labels, attention_mask) if sharing else 0
-        hidden = hidden_after_prefix(backbone, input_ids, attention_mask, prefix)
-    targets = labels[:, prefix + 1 :]
+    hidden = backbone(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
+    ).last_hidden_state
+    targets = labels[:, 1:]
     mask = targets != IGNORE_INDEX
     return lm.get_output_embeddings()(hidden[:, :-1][mask]), targets[mask], mask
 
@@ -73,10 +59,9 @@ def target_logits(
 class TargetTokenLoss(nn.Module):
     """Summed next-token cross-entropy over labelled positions, and their count."""
 
-    def __init__(self, model: nn.Module, share_prefix: bool = True) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.share_prefix = share_prefix
 
     def forward(
         self,
@@ -86,7 +71,7 @@ class TargetTokenLoss(nn.Module):
         position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         logits, targets, mask = target_logits(
-            self.model, input_ids, labels, attention_mask, position_ids, self.share_prefix
+            self.model, input_ids, labels, attention_mask, position_ids
         )
         return F.cross_entropy(logits.float(), targets, reduction="sum"), mask.sum()
 

@@ -83,9 +83,7 @@ class ReplyLogProbs(TargetTokenLoss):
         labels: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, targets, mask = target_logits(
-            self.model, input_ids, labels, attention_mask, share_prefix=self.share_prefix
-        )
+        logits, targets, mask = target_logits(self.model, input_ids, labels, attention_mask)
         token_logps = -F.cross_entropy(logits.float(), targets, reduction="none")
         rows = mask.nonzero()[:, 0]
         sums = torch.zeros(input_ids.shape[0], device=token_logps.device, dtype=token_logps.dtype)
@@ -243,9 +241,7 @@ def prepare_preference_run(
     )  # fmt: skip
     optimizer = torch.optim.AdamW(params, lr=config.preference_learning_rate, weight_decay=0.0)
     scheduler = scheduler_for(config, optimizer, len(plan))
-    loss_module, optimizer = accelerator.prepare(
-        ReplyLogProbs(model, config.share_prefix), optimizer
-    )
+    loss_module, optimizer = accelerator.prepare(ReplyLogProbs(model), optimizer)
     loss_module.train(sft_loss_module.training)
     pad_id = tokenizer.pad_token_id or 0
     run = PreferenceRun(
@@ -298,7 +294,7 @@ def train_preference(
         model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=True)
         if bf16:
             disable_input_casting(model)
-        sft = TargetTokenLoss(model, config.share_prefix)
+        sft = TargetTokenLoss(model)
         sft.train(dropout_active(model))
         tokenizer = load_tokenizer(config.base_model)
         train_pairs, val_pairs = preferences
