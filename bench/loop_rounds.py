@@ -10,8 +10,9 @@ recommends it). The store is a fresh SQLite file; knowledge retrieval is off (th
 no knowledge) and ``LOCAL_SYNTHETIC`` stays at its default.
 
 The pipeline never sees ``test.jsonl``. For every round the bench scores, on that test split,
-production before and after, and the candidate: greedy replies, MiniLM cosine to the references
-and the sign-off rate (``trainer/voice_probe.py``). Recorded per round: test similarity and
+production before and after, and the candidate: greedy replies as the bot serves them (its
+``REPLY_MAX_TOKENS`` budget), MiniLM cosine to the references and the sign-off rate
+(``trainer/voice_probe.py``). Recorded per round: test similarity and
 sign-off of production, the test-split win rate of the new production over the previous one (per
 prompt, closer to the reference wins, ties within 0.01 count half), the pipeline's own win rate
 on its validation split, the promote decision, whether it was right (a promoted candidate must not
@@ -80,14 +81,15 @@ def cumulative_sizes(total: int, rounds: int, first: int) -> list[int]:
 class TestSplit:
     """Greedy test-split replies of a version (cached by name) and their scores."""
 
-    def __init__(self, probe: VoiceProbe) -> None:
+    def __init__(self, probe: VoiceProbe, max_tokens: int) -> None:
         self.probe = probe
+        self.max_tokens = max_tokens
         self.replies: dict[str, list[str]] = {}
 
     def score(self, name: str, adapter: str | None) -> dict[str, float]:
         if name not in self.replies:
             chat = LocalChat(adapter=adapter, batch_size=8)
-            greedy = Sampling(temperature=0, max_tokens=self.probe.max_new_tokens)
+            greedy = Sampling(temperature=0, max_tokens=self.max_tokens)
             results = chat.complete_text_batch(list(self.probe.prompts), greedy)
             self.replies[name] = [r.text for r in results]
             chat.release()
@@ -200,7 +202,8 @@ def main() -> None:
     worker = make_worker(settings, engine, backends=Backends(settings), **overrides)
     train_config = pipeline_config(settings, **overrides).train
     base = LocalChat(batch_size=8)
-    test = TestSplit(VoiceProbe.from_conversations(test_rows, base.tokenizer, sign_off=sign_off))
+    probe = VoiceProbe.from_conversations(test_rows, base.tokenizer, sign_off=sign_off)
+    test = TestSplit(probe, settings.reply_max_tokens)
     production, production_adapter = "base", None
     rounds: list[dict[str, Any]] = []
     result: dict[str, Any] = {"brand": args.brand, "sizes": sizes, "rounds": rounds,
