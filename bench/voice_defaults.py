@@ -22,14 +22,13 @@ wall time because the machine is shared: they are what the run would take alone 
 Brand sets marked ``"held_out": true`` in their ``brand.json`` are never swept: ``--held-out`` runs
 the shipped defaults on them and checks the targets for brands the defaults were not chosen on
 (test-split similarity >= 0.65; sign-off >= 95% where the brand has one, in the kept adapter's
-greedy test replies at the bot's own reply budget, beside the probe's shorter budget).
+greedy test replies as the bot serves them, at its reply budget, beside the probe's shorter one).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import math
 import os
@@ -47,6 +46,8 @@ from brand_sets import BRANDS, brand_names, load_brand
 
 from brandvoice.bot.settings import Settings
 from brandvoice.inference.base_model import load_fresh_base_model, load_tokenizer
+from brandvoice.inference.chat import Sampling
+from brandvoice.inference.local_chat import LocalChat
 from brandvoice.trainer.checkpoint import git_sha, package_versions
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.lora import train_lora
@@ -121,7 +122,7 @@ def run_one(
         tmp / "out", config, base_model=copy.deepcopy(base), probes={"test": probe},
     )  # fmt: skip
     kept = next(e for e in result.evals if e["step"] == result.best_step)
-    served = served_replies(probe, base, result.output_dir, tokenizer) if not recipe else {}
+    served = served_replies(probe, result.output_dir) if not recipe else {}
     return {
         "wall_seconds": round(time.monotonic() - started, 1),
         "train_cpu_seconds": round(time.process_time() - cpu_started - PROBE_CPU["seconds"], 1),
@@ -135,19 +136,16 @@ def run_one(
     }
 
 
-def served_replies(
-    probe: VoiceProbe, base: Any, adapter_dir: Path, tokenizer: Any
-) -> dict[str, Any]:
-    """The kept adapter's greedy test replies at the bot's own reply budget: the probe cuts at the
-    longest reference + 16 tokens to keep selection cheap, so a long reply's sign-off can fall
-    past it although the bot would send it."""
-    from peft import PeftModel
-
+def served_replies(probe: VoiceProbe, adapter_dir: Path) -> dict[str, Any]:
+    """The kept adapter's greedy test replies as the bot serves them (``LocalChat``, its reply
+    budget): the probe cuts at the longest reference + 16 tokens to keep selection cheap, so a
+    long reply's sign-off can fall past it although the bot would send it."""
     budget = Settings.model_fields["reply_max_tokens"].default
-    adapter = PeftModel.from_pretrained(copy.deepcopy(base), str(adapter_dir)).eval()
-    served = dataclasses.replace(probe, max_new_tokens=budget)
-    replies = served.replies(adapter, tokenizer)
-    return served.score_replies(replies) | {"max_new_tokens": budget, "replies": replies}
+    chat = LocalChat(adapter=str(adapter_dir), batch_size=8)
+    greedy = Sampling(temperature=0, max_tokens=budget)
+    replies = [r.text for r in chat.complete_text_batch(list(probe.prompts), greedy)]
+    chat.release()
+    return probe.score_replies(replies) | {"max_new_tokens": budget, "replies": replies}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
