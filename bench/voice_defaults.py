@@ -219,6 +219,7 @@ def main() -> None:
     }  # fmt: skip
     if args.out.exists():
         report["runs"] = json.loads(args.out.read_text())["runs"]
+        print(f"{args.out}: reusing {len(report['runs'])} finished run(s); delete it to rerun them")
     done = {(r["brand"], r["recipe"]) for r in report["runs"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     recipes = ["defaults"] if args.held_out else args.recipes.split(",")
