@@ -6,18 +6,22 @@ interaction, rejected, and the reference is submitted in its place, so the pair 
 the scheduled pipeline exactly as ``brandvoice worker`` does: a scheduled run is enqueued, claimed
 and executed by the worker ``make_worker`` builds from settings (snapshot, generate, train with
 ``TrainConfig()`` defaults, evaluate against production, register, auto-promote when the verdict
-recommends it). The store is a fresh SQLite file; knowledge retrieval is off (the brand sets carry
-no knowledge) and ``LOCAL_SYNTHETIC`` stays at its default.
+recommends it). The store is a fresh SQLite file holding the brand's knowledge files, where it has
+them (``knowledge/`` in its directory; ``pebble_pine`` is the packaged sample brand and uses its
+files), so training, evaluation and the claims check see retrieved knowledge as in production;
+``--no-knowledge`` runs without. ``LOCAL_SYNTHETIC`` stays at its default.
 
 The pipeline never sees ``test.jsonl``. For every round the bench scores, on that test split,
-production before and after, and the candidate: greedy replies as the bot serves them (its
-``REPLY_MAX_TOKENS`` budget), MiniLM cosine to the references and the sign-off rate
+production before and after, and the candidate: greedy replies as the bot serves them (the
+knowledge retrieved for each test prompt, its ``REPLY_MAX_TOKENS`` budget), MiniLM cosine to the references and the sign-off rate
 (``trainer/voice_probe.py``). Recorded per round: test similarity and
 sign-off of production, the test-split win rate of the new production over the previous one (per
 prompt, closer to the reference wins, ties within 0.01 count half), the pipeline's own win rate
-on its validation split, the promote decision, whether it was right (a promoted candidate must not
-score below the production it replaced by more than the seed noise; a refused one must not beat it
-by more), and the run's wall time (training and evaluation) with its CPU time beside it (on a shared
+on its validation split, the unsupported claims of the test replies (the pipeline's deterministic
+check against each reply's reference and prompt), the promote decision, whether it was right (a
+promoted candidate must not score below the production it replaced by more than the seed noise,
+nor make clearly more unsupported claims by the pipeline's own rule; a refused one must beat it by
+no more than the noise, or make clearly more claims), and the run's wall time (training and evaluation) with its CPU time beside it (on a shared
 machine, CPU seconds / threads is what the run would take alone).
 
 Seed noise: the last round's snapshot is trained again with ``--noise-seeds`` other seeds; the
@@ -48,21 +52,30 @@ from rich.console import Console
 
 from brandvoice.bot.backends import Backends
 from brandvoice.bot.cli.logs import configure_logging
+from brandvoice.bot.knowledge import KnowledgeService, add_documents, read_documents
 from brandvoice.bot.services import make_worker, pipeline_config
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.worker import Worker
 from brandvoice.inference.chat import Sampling
-from brandvoice.inference.embeddings import cosine_similarity
+from brandvoice.inference.embeddings import cosine_similarity, embed_texts
 from brandvoice.inference.local_chat import LocalChat
 from brandvoice.inference.tokens import count_chat_tokens_batch
+from brandvoice.samples import sample_knowledge_paths
 from brandvoice.store.db import make_engine, session_scope, upgrade
 from brandvoice.store.examples import NewExample, add_examples
 from brandvoice.store.feedback import record_interaction, submit_correction
 from brandvoice.store.models import DatasetSnapshot, ExampleSource, ModelVersion, TrainingRun
 from brandvoice.store.runs import claim_next_run, enqueue_scheduled_run
+from brandvoice.trainer.claims import unsupported_claims
 from brandvoice.trainer.config import TrainConfig
-from brandvoice.trainer.eval_report import EvalReport
-from brandvoice.trainer.evaluate import pairwise_by_similarity
+from brandvoice.trainer.eval_report import ClaimRate, EvalReport, UnsupportedClaims
+from brandvoice.trainer.evaluate import (
+    CLAIMS_METHOD,
+    EvalConfig,
+    claim_rate,
+    claims_worse,
+    pairwise_by_similarity,
+)
 from brandvoice.trainer.lora import train_lora
 from brandvoice.trainer.registry import get_version, promoted_version
 from brandvoice.trainer.voice_probe import VoiceProbe
@@ -95,6 +108,22 @@ class TestSplit:
             chat.release()
         metrics = self.probe.score_replies(self.replies[name])
         return {k: round(v, 4) for k, v in metrics.items() if k != "voice_score"}
+
+    def claims(self, name: str) -> ClaimRate:
+        """Replies of ``name`` with a claim that neither their reference nor their prompt
+        supports: the pipeline's deterministic check, on replies it never saw."""
+        pairs = zip(self.replies[name], self.probe.references, self.probe.prompts, strict=True)
+        found = [unsupported_claims(reply, [ref, prompt]) for reply, ref, prompt in pairs]
+        return claim_rate(self.replies[name], found, examples=3)
+
+    def claims_clearly_worse(self, new: str, old: str) -> bool:
+        """The pipeline's rule (``EvalConfig``'s thresholds) applied to the test split."""
+        test_claims = UnsupportedClaims(
+            method=CLAIMS_METHOD.format(extra=""),
+            production=self.claims(old),
+            candidate=self.claims(new),
+        )
+        return claims_worse(test_claims, EvalConfig()) is not None
 
     def win_rate(self, new: str, old: str) -> float:
         refs = list(self.probe.references)
@@ -169,6 +198,15 @@ def seed_noise(
     return {"seeds": scores}
 
 
+def knowledge_paths(brand: str) -> list[Path]:
+    """The brand's knowledge files: ``knowledge/`` in its directory, or for ``pebble_pine`` the
+    packaged sample brand's (it is that brand)."""
+    folder = BRANDS / brand / "knowledge"
+    if folder.is_dir():
+        return sorted(p for p in folder.iterdir() if p.is_file())
+    return list(sample_knowledge_paths()) if brand == "pebble_pine" else []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--brand", default="pebble_pine")
@@ -178,6 +216,8 @@ def main() -> None:
                         help="every Nth new conversation arrives as a correction (0: none)")  # fmt: skip
     parser.add_argument("--noise-seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-knowledge", action="store_true",
+                        help="run without the brand's knowledge files, as before they existed")  # fmt: skip
     parser.add_argument("--max-steps", type=int, default=None,
                         help="override the defaults' step budget (a quick look; not the figures)")  # fmt: skip
     args = parser.parse_args()
@@ -191,13 +231,22 @@ def main() -> None:
     sign_off = json.loads((directory / "brand.json").read_text(encoding="utf-8")).get("sign_off")
     sizes = cumulative_sizes(len(conversations), args.rounds, args.first)
     tmp = Path(tempfile.mkdtemp(prefix="loop-rounds-"))
+    knowledge_files = [] if args.no_knowledge else knowledge_paths(args.brand)
     settings = Settings(
         database_url=f"sqlite:///{tmp / 'store.db'}", artifacts_dir=tmp / "artifacts",
-        auto_promote=True, min_new_examples=1, knowledge_enabled=False, training_backend="local",
-        device="cpu", _env_file=None,
+        auto_promote=True, min_new_examples=1, knowledge_enabled=bool(knowledge_files),
+        training_backend="local", device="cpu", _env_file=None,
     )  # fmt: skip
     engine = make_engine(settings.database_url)
     upgrade(engine)
+    if knowledge_files:
+        knowledge = KnowledgeService(settings, embed=embed_texts)
+        add_documents(engine, read_documents(knowledge_files, settings), embed_texts, "bench")
+        # Test prompts as the bot serves them, with what retrieval finds in the files (retrieved
+        # once, before any reply is approved, so every round is scored on the same prompts).
+        test_rows = [
+            [*knowledge.augment_or_plain(engine, r[:-1]).messages, r[-1]] for r in test_rows
+        ]
     overrides = {} if args.max_steps is None else {"max_steps": args.max_steps}
     worker = make_worker(settings, engine, backends=Backends(settings), **overrides)
     train_config = pipeline_config(settings, **overrides).train
@@ -207,7 +256,8 @@ def main() -> None:
     production, production_adapter = "base", None
     rounds: list[dict[str, Any]] = []
     result: dict[str, Any] = {"brand": args.brand, "sizes": sizes, "rounds": rounds,
-                              "test_prompts": len(test_rows), "threads": args.threads}  # fmt: skip
+                              "test_prompts": len(test_rows), "threads": args.threads,
+                              "knowledge_files": [p.name for p in knowledge_files]}  # fmt: skip
     print(f"{args.brand}: approved after each round {sizes}; {len(test_rows)} test prompts")
     before = test.score(production, production_adapter)
     last_run: TrainingRun | None = None
@@ -246,6 +296,9 @@ def main() -> None:
             "candidate_test": cand_scores, "production_before": before,
             "production_after": after, "production": production,
             "test_win_rate_vs_previous": test.win_rate(candidate.name, previous),
+            "candidate_test_claims": test.claims(candidate.name).describe(),
+            "production_before_claims": test.claims(previous).describe(),
+            "candidate_claims_clearly_worse": test.claims_clearly_worse(candidate.name, previous),
         })  # fmt: skip
         r = rounds[-1]
         print(
@@ -255,7 +308,8 @@ def main() -> None:
             f"{before['voice_similarity']:.4f} -> {after['voice_similarity']:.4f} "
             f"(sign-off {after.get('sign_off_rate', 0):.0%}); "
             f"{'promoted' if promoted else 'kept production: ' + report.verdict.reason}; "
-            f"test win rate over {previous} {rounds[-1]['test_win_rate_vs_previous']:.2f}",
+            f"test win rate over {previous} {r['test_win_rate_vs_previous']:.2f}; unsupported "
+            f"claims on test {r['candidate_test_claims']} against {r['production_before_claims']}",
             flush=True,
         )
         before = after
@@ -272,7 +326,10 @@ def main() -> None:
             r["candidate_test"]["voice_similarity"],
             r["production_before"]["voice_similarity"],
         )
-        r["decision_right"] = cand >= prev - margin if r["promoted"] else cand <= prev + margin
+        worse = r["candidate_claims_clearly_worse"]
+        r["decision_right"] = (
+            cand >= prev - margin and not worse if r["promoted"] else cand <= prev + margin or worse
+        )
         r["production_fell"] = r["production_after"]["voice_similarity"] < prev - margin
     result["checks"] = {
         "production_never_fell": not any(r["production_fell"] for r in rounds),
