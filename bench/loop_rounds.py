@@ -13,16 +13,17 @@ files), so training, evaluation and the claims check see retrieved knowledge as 
 
 The pipeline never sees ``test.jsonl``. For every round the bench scores, on that test split,
 production before and after, and the candidate: greedy replies as the bot serves them (the
-knowledge retrieved for each test prompt, its ``REPLY_MAX_TOKENS`` budget), MiniLM cosine to the references and the sign-off rate
-(``trainer/voice_probe.py``). Recorded per round: test similarity and
-sign-off of production, the test-split win rate of the new production over the previous one (per
-prompt, closer to the reference wins, ties within 0.01 count half), the pipeline's own win rate
-on its validation split, the unsupported claims of the test replies (the pipeline's deterministic
-check against each reply's reference and prompt), the promote decision, whether it was right (a
-promoted candidate must not score below the production it replaced by more than the seed noise,
-nor make clearly more unsupported claims by the pipeline's own rule; a refused one must beat it by
-no more than the noise, or make clearly more claims), and the run's wall time (training and evaluation) with its CPU time beside it (on a shared
-machine, CPU seconds / threads is what the run would take alone).
+knowledge retrieved for each test prompt, its ``REPLY_MAX_TOKENS`` budget), MiniLM cosine to the
+references and the sign-off rate (``trainer/voice_probe.py``). Recorded per round: test similarity
+and sign-off of production, the test-split win rate of the new production over the previous one
+(per prompt, closer to the reference wins, ties within 0.01 count half), the pipeline's own win
+rate on its validation split, the unsupported claims of the test replies (the pipeline's
+deterministic check against each reply's reference and prompt), the promote decision, whether it
+was right (a promoted candidate must not score below the production it replaced by more than the
+seed noise, nor make clearly more unsupported claims by the pipeline's own rule; a refused one must
+beat it by no more than the noise, or make clearly more claims), and the run's wall time (training
+and evaluation) with its CPU time beside it (on a shared machine, CPU seconds / threads is what the
+run would take alone).
 
 Seed noise: the last round's snapshot is trained again with ``--noise-seeds`` other seeds; the
 noise is the spread (max - min) of their test similarity together with the pipeline's adapter.
