@@ -13,17 +13,17 @@ files), so training, evaluation and the claims check see retrieved knowledge as 
 
 The pipeline never sees ``test.jsonl``. For every round the bench scores, on that test split,
 production before and after, and the candidate: greedy replies as the bot serves them (the
-knowledge retrieved for each test prompt, its ``REPLY_MAX_TOKENS`` budget), MiniLM cosine to the
-references and the sign-off rate (``trainer/voice_probe.py``). Recorded per round: test similarity
-and sign-off of production, the test-split win rate of the new production over the previous one
-(per prompt, closer to the reference wins, ties within 0.01 count half), the pipeline's own win
-rate on its validation split, the unsupported claims of the test replies (the pipeline's
-deterministic check against each reply's reference and prompt), the promote decision, whether it
-was right (a promoted candidate must not score below the production it replaced by more than the
-seed noise, nor make clearly more unsupported claims by the pipeline's own rule; a refused one must
-beat it by no more than the noise, or make clearly more claims), and the run's wall time (training
-and evaluation) with its CPU time beside it (on a shared machine, CPU seconds / threads is what the
-run would take alone).
+knowledge and approved replies retrieved for each test prompt at that round, its
+``REPLY_MAX_TOKENS`` budget), MiniLM cosine to the references and the sign-off rate
+(``trainer/voice_probe.py``). Recorded per round: test similarity and sign-off of production, the
+test-split win rate of the new production over the previous one (per prompt, closer to the
+reference wins, ties within 0.01 count half), the pipeline's own win rate on its validation split,
+the unsupported claims of the test replies (the pipeline's deterministic check against each reply's
+reference and prompt), the promote decision, whether it was right (a promoted candidate must not
+score below the production it replaced by more than the seed noise, nor make clearly more
+unsupported claims by the pipeline's own rule; a refused one must beat it by no more than the
+noise, or make clearly more claims), and the run's wall time (training and evaluation) with its CPU
+time beside it (on a shared machine, CPU seconds / threads is what the run would take alone).
 
 Seed noise: the last round's snapshot is trained again with ``--noise-seeds`` other seeds; the
 noise is the spread (max - min) of their test similarity together with the pipeline's adapter.
@@ -40,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -93,12 +94,37 @@ def cumulative_sizes(total: int, rounds: int, first: int) -> list[int]:
 
 
 class TestSplit:
-    """Greedy test-split replies of a version (cached by name) and their scores."""
+    """Greedy test-split replies of a version (cached by name) and their scores.
 
-    def __init__(self, probe: VoiceProbe, max_tokens: int) -> None:
-        self.probe = probe
+    With ``augment`` (retrieval as the bot serves a request) the prompts are re-rendered by
+    ``refresh``: as replies are approved, retrieval finds them too, so each round scores its
+    candidate and the production it would replace on the prompts the bot would build then."""
+
+    def __init__(
+        self,
+        conversations: list[list[dict[str, Any]]],
+        tokenizer: Any,
+        sign_off: str | None,
+        max_tokens: int,
+        augment: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+    ) -> None:
+        self.conversations, self.tokenizer, self.sign_off = conversations, tokenizer, sign_off
         self.max_tokens = max_tokens
+        self.augment = augment
         self.replies: dict[str, list[str]] = {}
+        self.probe = self._probe()
+
+    def _probe(self) -> VoiceProbe:
+        served = [[*self.augment(c[:-1]), c[-1]] if self.augment else c for c in self.conversations]
+        return VoiceProbe.from_conversations(served, self.tokenizer, sign_off=self.sign_off)
+
+    def refresh(self) -> bool:
+        """Re-render the prompts with today's retrieval (forgetting cached replies); False when
+        there is no retrieval and nothing changes."""
+        if self.augment is None:
+            return False
+        self.probe, self.replies = self._probe(), {}
+        return True
 
     def score(self, name: str, adapter: str | None) -> dict[str, float]:
         if name not in self.replies:
@@ -240,20 +266,19 @@ def main() -> None:
     )  # fmt: skip
     engine = make_engine(settings.database_url)
     upgrade(engine)
+    augment = None
     if knowledge_files:
         knowledge = KnowledgeService(settings, embed=embed_texts)
         add_documents(engine, read_documents(knowledge_files, settings), embed_texts, "bench")
-        # Test prompts as the bot serves them, with what retrieval finds in the files (retrieved
-        # once, before any reply is approved, so every round is scored on the same prompts).
-        test_rows = [
-            [*knowledge.augment_or_plain(engine, r[:-1]).messages, r[-1]] for r in test_rows
-        ]
+
+        def augment(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return knowledge.augment_or_plain(engine, messages).messages
+
     overrides = {} if args.max_steps is None else {"max_steps": args.max_steps}
     worker = make_worker(settings, engine, backends=Backends(settings), **overrides)
     train_config = pipeline_config(settings, **overrides).train
     base = LocalChat(batch_size=8)
-    probe = VoiceProbe.from_conversations(test_rows, base.tokenizer, sign_off=sign_off)
-    test = TestSplit(probe, settings.reply_max_tokens)
+    test = TestSplit(test_rows, base.tokenizer, sign_off, settings.reply_max_tokens, augment)
     production, production_adapter = "base", None
     rounds: list[dict[str, Any]] = []
     result: dict[str, Any] = {"brand": args.brand, "sizes": sizes, "rounds": rounds,
@@ -280,6 +305,8 @@ def main() -> None:
         with session_scope(engine) as session:
             now = promoted_version(session)
             promoted = now is not None and now.name == candidate.name
+        if test.refresh():
+            before = test.score(production, production_adapter)
         cand_scores = test.score(candidate.name, candidate.adapter_path)
         previous = production
         if promoted:
