@@ -39,3 +39,16 @@ def load_brand(directory: Path) -> dict[str, Any]:
     meta = json.loads((directory / "brand.json").read_text(encoding="utf-8"))
     train, val = split_train_val(read_jsonl(directory / "train.jsonl"))
     return meta | {"train": train, "val": val, "test": read_jsonl(directory / "test.jsonl")}
+
+
+def served_greedy_replies(prompts: list[str], adapter: str | None, max_tokens: int) -> list[str]:
+    """Greedy replies to rendered prompts through ``LocalChat``, the bot's serving path and dtype
+    (``adapter`` None: the base model), up to ``max_tokens`` each."""
+    from brandvoice.inference.chat import Sampling
+    from brandvoice.inference.local_chat import LocalChat
+
+    chat = LocalChat(adapter=adapter, batch_size=8)
+    greedy = Sampling(temperature=0, max_tokens=max_tokens)
+    replies = [r.text for r in chat.complete_text_batch(prompts, greedy)]
+    chat.release()
+    return replies

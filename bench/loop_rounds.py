@@ -49,7 +49,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 from bench_record import write_result
-from brand_sets import BRANDS, read_jsonl
+from brand_sets import BRANDS, read_jsonl, served_greedy_replies
 from rich.console import Console
 
 from brandvoice.bot.backends import Backends
@@ -128,11 +128,8 @@ class TestSplit:
 
     def score(self, name: str, adapter: str | None) -> dict[str, float]:
         if name not in self.replies:
-            chat = LocalChat(adapter=adapter, batch_size=8)
-            greedy = Sampling(temperature=0, max_tokens=self.max_tokens)
-            results = chat.complete_text_batch(list(self.probe.prompts), greedy)
-            self.replies[name] = [r.text for r in results]
-            chat.release()
+            prompts = list(self.probe.prompts)
+            self.replies[name] = served_greedy_replies(prompts, adapter, self.max_tokens)
         metrics = self.probe.score_replies(self.replies[name])
         return {k: round(v, 4) for k, v in metrics.items() if k != "voice_score"}
 

@@ -42,12 +42,10 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from brand_sets import BRANDS, brand_names, load_brand
+from brand_sets import BRANDS, brand_names, load_brand, served_greedy_replies
 
 from brandvoice.bot.settings import Settings
 from brandvoice.inference.base_model import load_fresh_base_model, load_tokenizer
-from brandvoice.inference.chat import Sampling
-from brandvoice.inference.local_chat import LocalChat
 from brandvoice.trainer.checkpoint import git_sha, package_versions
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.lora import train_lora
@@ -141,10 +139,7 @@ def served_replies(probe: VoiceProbe, adapter_dir: Path) -> dict[str, Any]:
     budget): the probe cuts at the longest reference + 16 tokens to keep selection cheap, so a
     long reply's sign-off can fall past it although the bot would send it."""
     budget = Settings.model_fields["reply_max_tokens"].default
-    chat = LocalChat(adapter=str(adapter_dir), batch_size=8)
-    greedy = Sampling(temperature=0, max_tokens=budget)
-    replies = [r.text for r in chat.complete_text_batch(list(probe.prompts), greedy)]
-    chat.release()
+    replies = served_greedy_replies(list(probe.prompts), str(adapter_dir), budget)
     return probe.score_replies(replies) | {"max_new_tokens": budget, "replies": replies}
 
 
