@@ -135,11 +135,11 @@ def test_adapter_loads_with_peft_and_changes_greedy_output(
     best = runs.straight.best_eval_loss
     assert validation_loss(tuned, brand_files[1], max_length=128) == pytest.approx(best, rel=1e-4)
     # Evaluation scores it through LocalChat's public scoring interface to the same figure. On a
-    # bf16 base LocalChat holds the adapter in bf16 too, where training cast it under autocast:
-    # the two round differently by a few parts in 10,000 (a wrong adapter or label is far off).
+    # bf16 base LocalChat holds the adapter in bf16 too (8-bit mantissa, 0.4% per weight): the
+    # two differ by up to a few parts in 1,000 with the adapter (a wrong adapter or label is far off).
     chat = LocalChat(adapter=out, device="cpu")
     assert assistant_token_loss(chat, brand_files[1], max_length=128) == pytest.approx(
-        best, rel=1e-4 if chat.base.model.dtype == torch.float32 else 1e-3
+        best, rel=1e-4 if chat.base.model.dtype == torch.float32 else 5e-3
     )
 
 

@@ -195,7 +195,8 @@ class TrainConfig(BaseModel):
     attention: Literal["auto", "sdpa", "eager"] = "auto"
     """Attention kernel. ``auto`` is eager on CPU in bf16 when no example is over 512 tokens
     (measured ~20% faster there on AVX512-BF16: the CPU SDPA backward is slow on short bf16
-    sequences), else the model's own (SDPA). In fp32 SDPA wins even on short sequences: 7% less
+    sequences), else the model's own (SDPA). Eager runs as ``trainer/attention.py``'s
+    grouped-query kernel: the same arithmetic, without repeating keys and values. In fp32 SDPA wins even on short sequences: 7% less
     time per step on the sample set (AVX2, 2 threads, the same batches alternating in one
     process)."""
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from brandvoice.inference.base_model import (
@@ -24,8 +23,10 @@ from brandvoice.inference.base_model import (
     pick_device,
     resolve_model_source,
 )
+from brandvoice.trainer.attention import register_grouped_eager
 from brandvoice.trainer.checkpoint import MANIFEST_FILE
 from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.head_loss import head_cross_entropy
 from brandvoice.trainer.sft_data import (
     IGNORE_INDEX,
     TokenizedExample,
@@ -34,15 +35,15 @@ from brandvoice.trainer.sft_data import (
 )
 
 
-def target_logits(
+def target_hidden(
     model: nn.Module,
     input_ids: torch.Tensor,
     labels: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     position_ids: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Next-token logits at the labelled positions only, their targets, and the (shifted) label
-    mask; the LM head skips the vocabulary projection of every prompt and padding position."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, nn.Module]:
+    """The last hidden states at the labelled positions only, their next-token targets, the
+    (shifted) label mask and the LM head: the head then skips every prompt and padding position."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone = getattr(lm, lm.base_model_prefix)
     hidden = backbone(
@@ -53,7 +54,21 @@ def target_logits(
     ).last_hidden_state
     targets = labels[:, 1:]
     mask = targets != IGNORE_INDEX
-    return lm.get_output_embeddings()(hidden[:, :-1][mask]), targets[mask], mask
+    return hidden[:, :-1][mask], targets[mask], mask, lm.get_output_embeddings()
+
+
+def target_logits(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Next-token logits at the labelled positions, their targets, and the (shifted) label mask."""
+    hidden, targets, mask, head = target_hidden(
+        model, input_ids, labels, attention_mask, position_ids
+    )
+    return head(hidden), targets, mask
 
 
 class TargetTokenLoss(nn.Module):
@@ -70,10 +85,10 @@ class TargetTokenLoss(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, targets, mask = target_logits(
+        hidden, targets, mask, head = target_hidden(
             self.model, input_ids, labels, attention_mask, position_ids
         )
-        return F.cross_entropy(logits.float(), targets, reduction="sum"), mask.sum()
+        return head_cross_entropy(hidden, head, targets), mask.sum()
 
 
 def build_lora_model(
@@ -91,6 +106,8 @@ def build_lora_model(
     each activation fewer per layer."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+    from brandvoice.trainer.lora_forward import fuse_lora_updates
+
     if base_model is not None:
         model = base_model.to(device=device, dtype=torch.bfloat16 if bf16 else None)
     elif config.qlora:
@@ -101,6 +118,8 @@ def build_lora_model(
     else:
         dtype = torch.bfloat16 if bf16 else torch.float32
         model = load_fresh_base_model(config.base_model, device=device, dtype=dtype)
+    if attention == "eager":
+        attention = register_grouped_eager()
     if attention:
         model.set_attn_implementation(attention)
     if config.gradient_checkpointing:
@@ -117,6 +136,7 @@ def build_lora_model(
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
+    fuse_lora_updates(model)
     model.peft_config["default"].base_model_name_or_path = config.base_model
     if bf16:
         disable_input_casting(model)
