@@ -233,7 +233,7 @@ def main() -> None:
 
         context_train, use = contextualize(
             train, example_ids(engine, train), context_for,
-            config.irrelevant_context_share, config.seed,
+            config.irrelevant_context_share, config.seed, config.grounded_context_only,
         )  # fmt: skip
         context_val, _ = contextualize(val, example_ids(engine, val), context_for)
         print(f"context: {use}", file=sys.stderr)

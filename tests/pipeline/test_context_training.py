@@ -57,9 +57,12 @@ def test_training_examples_carry_retrieved_context_but_never_their_own_reply(
     folder = config.artifacts_dir / "runs" / f"run-{run_id}" / "context"
     train, val = read_rows(folder / "train.jsonl"), read_rows(folder / "val.jsonl")
     assert context.examples == len(train) == run.metrics["training"]["context"]["examples"]
-    assert context.with_context == len(train), "every request retrieves something"
+    assert context.with_context + context.ungrounded == len(train), "every request finds some"
     assert 0 < context.irrelevant < len(train) / 2
-    for messages in train + val:
+    with_context = [m for m in train if m[1]["content"].startswith(CONTEXT_HEADER)]
+    assert len(with_context) == context.with_context
+    assert 0 < context.ungrounded < len(train) / 2, "replies with facts beyond it train plain"
+    for messages in with_context + val:
         assert messages[1]["role"] == "system" and messages[1]["content"].startswith(CONTEXT_HEADER)
         own_reply = messages[-1]["content"].strip()
         assert own_reply not in messages[1]["content"], "an example's answer is never its context"

@@ -56,3 +56,26 @@ def test_nothing_retrieved_leaves_the_example_as_it_was():
     rows = [conversation("question", "answer"), [SYSTEM]]
     out, use = contextualize(rows, [1, 2], lambda query, exclude: "")
     assert out == rows and (use.with_context, use.irrelevant) == (0, 0)
+
+
+def test_grounded_only_keeps_an_example_plain_when_its_reply_states_facts_beyond_its_context():
+    rows = [
+        conversation(
+            "how much is shipping?", "It is a flat $6 under $75, and free on orders of $75 or more."
+        ),
+        conversation("when does the sale end?", "The sale ends Friday at noon."),
+        conversation("thanks!", "Any time. Happy trails."),
+    ]
+
+    def context_for(query: str, exclude):  # type: ignore[no-untyped-def]
+        return "Shipping: a flat $6 on orders under $75; free on orders of $75 or more."
+
+    out, use = contextualize(rows, [1, 2, 3], context_for, grounded_only=True)
+
+    assert out[0][1]["content"].startswith("Shipping: a flat $6"), "its facts are in the context"
+    assert out[1] == rows[1], "'Friday' is in no source: it trains without context"
+    assert out[2][1]["role"] == "system", "a reply that states no facts keeps its context"
+    assert (use.with_context, use.ungrounded) == (2, 1)
+    assert "1 kept plain" in use.describe()
+    everything, _ = contextualize(rows, [1, 2, 3], context_for)
+    assert all(m[1]["role"] == "system" for m in everything), "off, every example gets context"

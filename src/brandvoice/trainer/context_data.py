@@ -5,6 +5,12 @@ invents: prices, policies, "waterproof". Trained with the context the reply path
 for the same request (the example itself left out, so its own answer is never handed to it), it
 learns to take facts from the context. A share of the examples get the context retrieved for a
 different request, so it also learns to answer past context that does not bear on the question.
+
+An example whose last reply states facts its context does not hold (a date, a count, a promise
+that neither the retrieved text nor an earlier message states) would teach the opposite: that a
+reply with context may still state facts beyond it. With ``grounded_only`` such an example trains
+without context, so the lesson "context given, facts from it" has no counter-examples; it still
+teaches the voice.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 from brandvoice.inference.retrieval import EXAMPLE, with_context
 from brandvoice.store.jsonl import write_jsonl
+from brandvoice.trainer.claims import unsupported_claims
 from brandvoice.trainer.eval_report import ContextTraining
 from brandvoice.trainer.sft_data import read_chat_jsonl
 
@@ -32,22 +39,35 @@ def last_request(messages: Sequence[dict[str, Any]]) -> str | None:
     return content if isinstance(content, str) and content.strip() else None
 
 
+def states_only(messages: Messages, context: str) -> bool:
+    """Whether the conversation's last reply states no fact beyond ``context`` and the messages
+    before it (``trainer/claims.py``'s deterministic check)."""
+    *before, last = messages
+    if last.get("role") != "assistant" or not isinstance(last.get("content"), str):
+        return True
+    sources = [context, *(m["content"] for m in before if isinstance(m.get("content"), str))]
+    return not unsupported_claims(last["content"], sources)
+
+
 def contextualize(
     conversations: Sequence[Messages],
     example_ids: Sequence[int | None],
     context_for: ContextFor,
     irrelevant_share: float = 0.0,
     seed: int = 0,
+    grounded_only: bool = False,
 ) -> tuple[list[Messages], ContextTraining]:
     """Each conversation with the context retrieved for its last request inserted after its system
     prompt, the conversation's own example excluded; ``irrelevant_share`` of them (seeded) get the
-    context of another conversation's request instead (both examples excluded)."""
+    context of another conversation's request instead (both examples excluded). With
+    ``grounded_only``, a conversation whose last reply states facts beyond its context stays
+    plain."""
     if len(example_ids) != len(conversations):
         raise ValueError(f"{len(example_ids)} example ids for {len(conversations)} conversations")
     rng = random.Random(seed)
     requests = [last_request(c) for c in conversations]
     out: list[Messages] = []
-    with_any = irrelevant = 0
+    with_any = irrelevant = ungrounded = 0
     for conversation, example_id, request in zip(conversations, example_ids, requests, strict=True):
         if request is None:
             out.append([dict(m) for m in conversation])
@@ -62,10 +82,19 @@ def contextualize(
                 if example_ids[other] is not None:
                     exclude.append((EXAMPLE, example_ids[other] or 0))
         context = context_for(query, exclude)
+        if context and grounded_only and not states_only(conversation, context):
+            out.append([dict(m) for m in conversation])
+            ungrounded += 1
+            continue
         out.append(with_context(conversation, context))
         with_any += bool(context)
         irrelevant += bool(context) and swapped
-    use = ContextTraining(examples=len(conversations), with_context=with_any, irrelevant=irrelevant)
+    use = ContextTraining(
+        examples=len(conversations),
+        with_context=with_any,
+        irrelevant=irrelevant,
+        ungrounded=ungrounded,
+    )
     return out, use
 
 
@@ -76,11 +105,12 @@ def write_context_split(
     context_for: ContextFor,
     irrelevant_share: float = 0.0,
     seed: int = 0,
+    grounded_only: bool = False,
 ) -> ContextTraining:
     """``source``'s conversations with their context, written to ``target`` (atomically)."""
     conversations = read_chat_jsonl(source)
     rows, use = contextualize(
-        conversations, ids_for(conversations), context_for, irrelevant_share, seed
+        conversations, ids_for(conversations), context_for, irrelevant_share, seed, grounded_only
     )
     write_jsonl(target, rows)
     return use

@@ -155,11 +155,16 @@ class ContextTraining(_OpenPart):
     examples: int = 0
     with_context: int = 0
     irrelevant: int = 0
+    ungrounded: int = 0
+    """Examples kept plain because their reply states facts their context does not hold."""
 
     def describe(self) -> str:
+        plain = (
+            f"; {self.ungrounded} kept plain: facts beyond their context" if self.ungrounded else ""
+        )
         return (
             f"trained with retrieved context: {self.with_context} of {self.examples} examples "
-            f"({self.irrelevant} given another request's context)"
+            f"({self.irrelevant} given another request's context{plain})"
         )
 
 

@@ -364,8 +364,11 @@ def contextual_data(
     if use_file.exists():
         use = ContextTraining.model_validate_json(use_file.read_text(encoding="utf-8"))
     else:
-        share, seed = train_config.irrelevant_context_share, train_config.seed
-        use = write_context_split(train, context_train, ids_for, context_for, share, seed)
+        use = write_context_split(
+            train, context_train, ids_for, context_for,
+            train_config.irrelevant_context_share, train_config.seed,
+            train_config.grounded_context_only,
+        )  # fmt: skip
         use_file.write_text(use.model_dump_json(), encoding="utf-8")
     return TrainingData(context_train, context_val, context_val, use)
 
