@@ -25,8 +25,9 @@ unsupported claims by the pipeline's own rule; a refused one must beat it by no 
 noise, or make clearly more claims), and the run's wall time (training and evaluation) with its CPU
 time beside it (on a shared machine, CPU seconds / threads is what the run would take alone).
 
-Seed noise: the last round's snapshot is trained again with ``--noise-seeds`` other seeds; the
-noise is the spread (max - min) of their test similarity together with the pipeline's adapter.
+Seed noise: the last round's training files (its snapshot with the context the pipeline retrieved
+for it, where it had knowledge) are trained again with ``--noise-seeds`` other seeds; the noise is
+the spread (max - min) of their test similarity together with the pipeline's adapter.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/loop_rounds.py --threads 2
 """
@@ -70,6 +71,7 @@ from brandvoice.store.models import DatasetSnapshot, ExampleSource, ModelVersion
 from brandvoice.store.runs import claim_next_run, enqueue_scheduled_run
 from brandvoice.trainer.claims import unsupported_claims
 from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.context_data import CONTEXT_DIR
 from brandvoice.trainer.eval_report import ClaimRate, EvalReport, UnsupportedClaims
 from brandvoice.trainer.evaluate import (
     CLAIMS_METHOD,
@@ -206,13 +208,24 @@ def version_named(engine: Any, name: str) -> ModelVersion:
 
 
 def seed_noise(
-    engine: Any, config: TrainConfig, run: TrainingRun, seeds: int, test: TestSplit, tmp: Path
+    engine: Any,
+    config: TrainConfig,
+    run: TrainingRun,
+    seeds: int,
+    test: TestSplit,
+    tmp: Path,
+    artifacts: Path,
 ) -> dict[str, Any]:
-    """Test similarity of the last round's data trained with other seeds, beside the pipeline's."""
-    with session_scope(engine) as session:
-        snapshot = session.get(DatasetSnapshot, run.snapshot_id)
-        assert snapshot is not None
-        train_path, val_path = snapshot.train_path, snapshot.val_path
+    """Test similarity of the last round's data trained with other seeds, beside the pipeline's:
+    the files the pipeline trained on (with their retrieved context, where it had knowledge)."""
+    context = artifacts / "runs" / f"run-{run.id}" / CONTEXT_DIR
+    if (context / "train.jsonl").exists():
+        train_path, val_path = str(context / "train.jsonl"), str(context / "val.jsonl")
+    else:
+        with session_scope(engine) as session:
+            snapshot = session.get(DatasetSnapshot, run.snapshot_id)
+            assert snapshot is not None
+            train_path, val_path = snapshot.train_path, snapshot.val_path
     scores = {}
     for seed in range(1, seeds + 1):
         out = tmp / f"seed-{seed}"
@@ -339,8 +352,10 @@ def main() -> None:
         )
         before = after
     assert last_run is not None
-    print("seed noise (the last round's snapshot, other seeds):", flush=True)
-    noise = seed_noise(engine, train_config, last_run, args.noise_seeds, test, tmp)
+    print("seed noise (the last round's training files, other seeds):", flush=True)
+    noise = seed_noise(
+        engine, train_config, last_run, args.noise_seeds, test, tmp, settings.artifacts_dir
+    )
     spread_of = [rounds[-1]["candidate_test"]["voice_similarity"], *noise["seeds"].values()]
     noise["spread"] = round(max(spread_of) - min(spread_of), 4)
     noise["stdev"] = round(statistics.stdev(spread_of), 4) if len(spread_of) > 1 else 0.0
