@@ -81,6 +81,7 @@ from brandvoice.trainer.evaluate import (
     pairwise_by_similarity,
 )
 from brandvoice.trainer.lora import train_lora
+from brandvoice.trainer.pipeline import run_dir
 from brandvoice.trainer.registry import get_version, promoted_version
 from brandvoice.trainer.voice_probe import VoiceProbe
 
@@ -218,7 +219,8 @@ def seed_noise(
 ) -> dict[str, Any]:
     """Test similarity of the last round's data trained with other seeds, beside the pipeline's:
     the files the pipeline trained on (with their retrieved context, where it had knowledge)."""
-    context = artifacts / "runs" / f"run-{run.id}" / CONTEXT_DIR
+    assert run.id is not None
+    context = run_dir(artifacts, run.id) / CONTEXT_DIR
     if (context / "train.jsonl").exists():
         train_path, val_path = str(context / "train.jsonl"), str(context / "val.jsonl")
     else:

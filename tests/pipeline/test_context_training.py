@@ -18,9 +18,10 @@ from brandvoice.store.importer import import_jsonl
 from brandvoice.store.models import ModelVersion, RunStatus, TrainingRun
 from brandvoice.store.runs import enqueue_run
 from brandvoice.trainer.config import TrainConfig
+from brandvoice.trainer.context_data import CONTEXT_DIR
 from brandvoice.trainer.eval_report import report_of
 from brandvoice.trainer.evaluate import EvalConfig
-from brandvoice.trainer.pipeline import PipelineConfig, PipelineServices, run_retrain
+from brandvoice.trainer.pipeline import PipelineConfig, PipelineServices, run_dir, run_retrain
 from tests.pipeline.test_retrain import serve
 
 
@@ -54,7 +55,7 @@ def test_training_examples_carry_retrieved_context_but_never_their_own_reply(
         version = session.exec(select(ModelVersion)).one()
     assert run.status == RunStatus.SUCCEEDED, run.error
     context = report_of(version).training.context
-    folder = config.artifacts_dir / "runs" / f"run-{run_id}" / "context"
+    folder = run_dir(config.artifacts_dir, run_id) / CONTEXT_DIR
     train, val = read_rows(folder / "train.jsonl"), read_rows(folder / "val.jsonl")
     assert context.examples == len(train) == run.metrics["training"]["context"]["examples"]
     assert context.with_context + context.ungrounded == len(train), "every request finds some"

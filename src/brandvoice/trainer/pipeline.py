@@ -168,18 +168,23 @@ def few_shot_examples(engine: Engine, n: int) -> list[list[dict[str, Any]]]:
     return [list(messages) for messages in rows]
 
 
+def run_dir(artifacts_dir: Path, run_id: int) -> Path:
+    """A run's folder: its attempts and the training files every attempt shares."""
+    return artifacts_dir / "runs" / f"run-{run_id}"
+
+
 def attempt_dir(artifacts_dir: Path, claim: RunClaim) -> Path:
     """Where one attempt of a run writes checkpoints and its adapter (never shared by attempts)."""
-    return artifacts_dir / "runs" / f"run-{claim.run_id}" / f"attempt-{claim.attempt}"
+    return run_dir(artifacts_dir, claim.run_id) / f"attempt-{claim.attempt}"
 
 
 def _resume_point(artifacts_dir: Path, claim: RunClaim) -> Path | None:
     """The newest checkpoint an earlier attempt of the run left, to continue from."""
-    run_dir = artifacts_dir / "runs" / f"run-{claim.run_id}"
+    folder = run_dir(artifacts_dir, claim.run_id)
     for attempt in range(claim.attempt - 1, 0, -1):
-        if resumable(run_dir / f"attempt-{attempt}"):
-            return run_dir / f"attempt-{attempt}"
-    return run_dir if resumable(run_dir) else None
+        if resumable(folder / f"attempt-{attempt}"):
+            return folder / f"attempt-{attempt}"
+    return folder if resumable(folder) else None
 
 
 def run_retrain(
@@ -237,7 +242,12 @@ def run_retrain(
 
     output_dir = attempt_dir(config.artifacts_dir, claim)
     data = contextual_data(
-        engine, snapshot, services, train_config, output_dir.parent, provider is None
+        engine,
+        snapshot,
+        services,
+        train_config,
+        run_dir(config.artifacts_dir, claim.run_id),
+        provider is None,
     )
     hosted_model_id: str | None = None
     adapter_path: Path | None = output_dir
@@ -335,7 +345,7 @@ def contextual_data(
     snapshot: DatasetSnapshot,
     services: PipelineServices,
     train_config: TrainConfig,
-    run_dir: Path,
+    run_folder: Path,
     local: bool,
 ) -> TrainingData:
     """The run's data. With a retriever, the validation split carries the context replies get (the
@@ -353,7 +363,7 @@ def contextual_data(
         with session_scope(engine) as session:
             return example_ids_for(session, conversations)
 
-    folder = run_dir / CONTEXT_DIR
+    folder = run_folder / CONTEXT_DIR
     context_val = folder / "val.jsonl"
     if not context_val.exists():
         write_context_split(val, context_val, ids_for, context_for)
