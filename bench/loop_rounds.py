@@ -9,7 +9,10 @@ and executed by the worker ``make_worker`` builds from settings (snapshot, gener
 recommends it). The store is a fresh SQLite file holding the brand's knowledge files, where it has
 them (``knowledge/`` in its directory; ``pebble_pine`` is the packaged sample brand and uses its
 files), so training, evaluation and the claims check see retrieved knowledge as in production;
-``--no-knowledge`` runs without. ``LOCAL_SYNTHETIC`` stays at its default.
+``--no-knowledge`` runs without. ``LOCAL_SYNTHETIC`` stays at its default. Between rounds the bot
+serves requests no one approves (the brand's ``fact_probes.jsonl`` questions, a share per round;
+``--no-traffic`` serves none), which the evaluation's claims check answers beside its validation
+prompts.
 
 The pipeline never sees ``test.jsonl``. For every round the bench scores, on that test split,
 production before and after, and the candidate: greedy replies as the bot serves them (the
@@ -19,7 +22,8 @@ knowledge and approved replies retrieved for each test prompt at that round, its
 test-split win rate of the new production over the previous one (per prompt, closer to the
 reference wins, ties within 0.01 count half), the pipeline's own win rate on its validation split,
 the unsupported claims of the test replies (the pipeline's deterministic check against each reply's
-reference and prompt), the promote decision, whether it was right (a promoted candidate must not
+reference, its prompt, the knowledge files and the guidelines: the sources the pipeline allows; the
+rate against reference and prompt alone is recorded beside it), the promote decision, whether it was right (a promoted candidate must not
 score below the production it replaced by more than the seed noise, nor make clearly more
 unsupported claims by the pipeline's own rule; a refused one must beat it by no more than the
 noise, or make clearly more claims), and the run's wall time (training and evaluation) with its CPU
@@ -59,6 +63,7 @@ from brandvoice.bot.knowledge import KnowledgeService, add_documents, read_docum
 from brandvoice.bot.services import make_worker, pipeline_config
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.worker import Worker
+from brandvoice.datagen.guidelines import get_guidelines
 from brandvoice.inference.chat import Sampling
 from brandvoice.inference.embeddings import cosine_similarity, embed_texts
 from brandvoice.inference.local_chat import LocalChat
@@ -67,6 +72,7 @@ from brandvoice.samples import sample_knowledge_paths
 from brandvoice.store.db import make_engine, session_scope, upgrade
 from brandvoice.store.examples import NewExample, add_examples
 from brandvoice.store.feedback import record_interaction, submit_correction
+from brandvoice.store.knowledge import live_chunks
 from brandvoice.store.models import DatasetSnapshot, ExampleSource, ModelVersion, TrainingRun
 from brandvoice.store.runs import claim_next_run, enqueue_scheduled_run
 from brandvoice.trainer.claims import unsupported_claims
@@ -136,19 +142,19 @@ class TestSplit:
         metrics = self.probe.score_replies(self.replies[name])
         return {k: round(v, 4) for k, v in metrics.items() if k != "voice_score"}
 
-    def claims(self, name: str) -> ClaimRate:
-        """Replies of ``name`` with a claim that neither their reference nor their prompt
-        supports: the pipeline's deterministic check, on replies it never saw."""
+    def claims(self, name: str, knowledge: list[str]) -> ClaimRate:
+        """Replies of ``name`` with a claim that neither their reference, their prompt nor
+        ``knowledge`` supports: the pipeline's deterministic check, on replies it never saw."""
         pairs = zip(self.replies[name], self.probe.references, self.probe.prompts, strict=True)
-        found = [unsupported_claims(reply, [ref, prompt]) for reply, ref, prompt in pairs]
+        found = [unsupported_claims(r, [ref, prompt, *knowledge]) for r, ref, prompt in pairs]
         return claim_rate(self.replies[name], found, examples=3)
 
-    def claims_clearly_worse(self, new: str, old: str) -> bool:
+    def claims_clearly_worse(self, new: str, old: str, knowledge: list[str]) -> bool:
         """The pipeline's rule (``EvalConfig``'s thresholds) applied to the test split."""
         test_claims = UnsupportedClaims(
-            method=CLAIMS_METHOD.format(extra=""),
-            production=self.claims(old),
-            candidate=self.claims(new),
+            method=CLAIMS_METHOD.format(extra=", the given knowledge", served=""),
+            production=self.claims(old, knowledge),
+            candidate=self.claims(new, knowledge),
         )
         return claims_worse(test_claims, EvalConfig()) is not None
 
@@ -186,6 +192,32 @@ def approve_round(
                 approved=True, count_tokens=count_chat_tokens_batch,
             )  # fmt: skip
     return {"imported": len(imported), "corrections": len(corrected)}
+
+
+def serve_traffic(
+    engine: Any, requests: list[list[dict[str, Any]]], production: LocalChat, round_number: int
+) -> None:
+    """The bot answers ``requests`` with the production model, as it does between retrains; no one
+    approves these replies, so they are the served traffic the evaluation checks claims on."""
+    greedy = Sampling(temperature=0, max_tokens=96)
+    replies = [r.text for r in production.complete_batch(requests, greedy)] if requests else []
+    with session_scope(engine) as session:
+        for i, (prompt, reply) in enumerate(zip(requests, replies, strict=True)):
+            record_interaction(
+                session, channel="C0TRAFFIC", message_ts=f"{round_number}.{i:06d}",
+                prompt_messages=prompt, reply=reply,
+            )  # fmt: skip
+
+
+def traffic_requests(brand: str, system: dict[str, Any] | None) -> list[list[dict[str, Any]]]:
+    """Requests the simulated team asks the bot and never approves: the brand's
+    ``fact_probes.jsonl`` questions where it has them (none of them is a training or test
+    request)."""
+    path = BRANDS / brand / "fact_probes.jsonl"
+    if not path.exists():
+        return []
+    head = [system] if system else []
+    return [[*head, {"role": "user", "content": row["question"]}] for row in read_jsonl(path)]
 
 
 def run_scheduled(engine: Any, worker: Worker) -> TrainingRun:
@@ -255,6 +287,8 @@ def main() -> None:
                         help="every Nth new conversation arrives as a correction (0: none)")  # fmt: skip
     parser.add_argument("--noise-seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-traffic", action="store_true",
+                        help="serve no unapproved requests between rounds")  # fmt: skip
     parser.add_argument("--no-knowledge", action="store_true",
                         help="run without the brand's knowledge files, as before they existed")  # fmt: skip
     parser.add_argument("--max-steps", type=int, default=None,
@@ -289,6 +323,15 @@ def main() -> None:
     overrides = {} if args.max_steps is None else {"max_steps": args.max_steps}
     worker = make_worker(settings, engine, backends=Backends(settings), **overrides)
     train_config = pipeline_config(settings, **overrides).train
+    with session_scope(engine) as session:
+        guidelines = get_guidelines(session)
+        knowledge_texts = [chunk.text for chunk, _ in live_chunks(session)]
+    knowledge_texts = [guidelines, *knowledge_texts] if guidelines else knowledge_texts
+    first = conversations[0]["messages"][0]
+    traffic = [] if args.no_traffic else traffic_requests(
+        args.brand, first if first["role"] == "system" else None
+    )  # fmt: skip
+    traffic_per_round = len(traffic) // args.rounds
     base = LocalChat(batch_size=8)
     test = TestSplit(test_rows, base.tokenizer, sign_off, settings.reply_max_tokens, augment)
     production, production_adapter = "base", None
@@ -306,6 +349,8 @@ def main() -> None:
             engine, conversations[approved:size], args.correction_every, responder
         )
         approved = size
+        served = traffic[(number - 1) * traffic_per_round : number * traffic_per_round]
+        serve_traffic(engine, served, responder, number)
         started, cpu_started = time.monotonic(), time.process_time()
         run = run_scheduled(engine, worker)
         wall, cpu = time.monotonic() - started, time.process_time() - cpu_started
@@ -336,9 +381,16 @@ def main() -> None:
             "candidate_test": cand_scores, "production_before": before,
             "production_after": after, "production": production,
             "test_win_rate_vs_previous": test.win_rate(candidate.name, previous),
-            "candidate_test_claims": test.claims(candidate.name).describe(),
-            "production_before_claims": test.claims(previous).describe(),
-            "candidate_claims_clearly_worse": test.claims_clearly_worse(candidate.name, previous),
+            "served_requests": len(served),
+            "validation_claims": report.unsupported_claims.model_dump()
+            if report.unsupported_claims else None,
+            "candidate_test_claims": test.claims(candidate.name, knowledge_texts).describe(),
+            "production_before_claims": test.claims(previous, knowledge_texts).describe(),
+            "candidate_test_claims_beyond_prompt": test.claims(candidate.name, []).describe(),
+            "production_before_claims_beyond_prompt": test.claims(previous, []).describe(),
+            "candidate_claims_clearly_worse": test.claims_clearly_worse(
+                candidate.name, previous, knowledge_texts
+            ),
         })  # fmt: skip
         r = rounds[-1]
         print(

@@ -14,6 +14,7 @@ from brandvoice.inference.embeddings import cosine_similarity
 from brandvoice.inference.retrieval import CONTEXT_HEADER
 from brandvoice.samples import sample_examples_path, sample_knowledge_paths
 from brandvoice.store.db import session_scope
+from brandvoice.store.feedback import record_interaction
 from brandvoice.store.importer import import_jsonl
 from brandvoice.store.models import ModelVersion, RunStatus, TrainingRun
 from brandvoice.store.runs import enqueue_run
@@ -23,6 +24,11 @@ from brandvoice.trainer.eval_report import report_of
 from brandvoice.trainer.evaluate import EvalConfig
 from brandvoice.trainer.pipeline import PipelineConfig, PipelineServices, run_dir, run_retrain
 from tests.pipeline.test_retrain import serve
+
+ASKED_TWICE = [
+    {"role": "user", "content": "Do you ship tents to Canada, and how long does it take?"}
+]
+ASKED_ONCE = [{"role": "user", "content": "How should I store my sleeping bag over winter?"}]
 
 
 def read_rows(path: Path) -> list[list[dict[str, str]]]:
@@ -36,6 +42,11 @@ def test_training_examples_carry_retrieved_context_but_never_their_own_reply(
     add_documents(engine, read_documents(sample_knowledge_paths(), settings), minilm, "test")
     with session_scope(engine) as session:
         import_jsonl(session, sample_examples_path(), count_tokens)
+        taught = read_rows(sample_examples_path())[0][:-1]
+        for i, prompt in enumerate([taught, ASKED_TWICE, ASKED_TWICE, ASKED_ONCE]):
+            record_interaction(
+                session, channel="C1", message_ts=f"1.{i}", prompt_messages=prompt, reply="ok"
+            )
         run_id = enqueue_run(session, "U1").id
     knowledge = KnowledgeService(settings, embed=minilm)
     services = PipelineServices(
@@ -69,3 +80,6 @@ def test_training_examples_carry_retrieved_context_but_never_their_own_reply(
         assert own_reply not in messages[1]["content"], "an example's answer is never its context"
     assert any("Policies" in m[1]["content"] for m in train), "knowledge files are retrieved"
     assert "trained with retrieved context" in context.describe()
+    claims = report_of(version).unsupported_claims
+    assert claims.served_requests == 2, "two requests no example holds, the repeat once"
+    assert claims.candidate.replies == report_of(version).examples + 2

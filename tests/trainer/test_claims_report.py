@@ -257,3 +257,68 @@ def test_evaluate_with_a_judge_asks_it_about_each_reply_of_production_and_candid
     assert (found.production.flagged, found.candidate.flagged) == (0, 1)
     assert found.candidate.examples[0].claim == "free tent"
     assert report.win_rate.vs_production == 0.5  # "A" in both orders is position bias
+
+
+def test_served_requests_join_the_claims_check_without_a_reference(
+    openai_server,  # noqa: F811
+    tmp_path,
+):
+    val = tmp_path / "val.jsonl"
+    val.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "My tent is late."},
+                    {"role": "assistant", "content": "Sorry, it ships Friday."},
+                ]
+            }
+        )
+        + "\n"
+    )
+    served = [
+        [{"role": "user", "content": "Is shipping free?"}],
+        [{"role": "user", "content": "Can I get a discount?"}],
+    ]
+    replies = ["Sorry, it ships Friday."] * 3  # candidate, production, baseline on validation
+    on_served = [
+        "Shipping is free over $75.",  # production: the knowledge says so
+        "Let us check for you.",
+        "Shipping is free over $75.",  # candidate
+        "Sure, here is 40% off your next order.",
+    ]
+    openai_server.script(
+        "POST",
+        "/v1/chat/completions",
+        *(FakeResponse(200, chat_completion(a)) for a in [*replies, *on_served]),
+    )
+
+    def backend(model: str) -> OpenAIChat:
+        return OpenAIChat(base_url=openai_server.base_url, api_key="k", model=model, concurrency=1)
+
+    report = evaluate(
+        val,
+        Contender("candidate", backend("ft:brand-1")),
+        Contender("v1", backend("ft:brand-0")),
+        Contender("base + 0 examples", backend("base")),
+        lambda replies, references: [0.5 for _ in replies],
+        knowledge=["Shipping: free over $75, 3 to 5 business days."],
+        served=served,
+    )
+
+    found = report.unsupported_claims
+    assert found is not None and found.served_requests == 2
+    assert "2 recent served requests" in found.method
+    assert (found.production.describe(), found.candidate.describe()) == (
+        "0% (0 of 3 replies)",
+        "33% (1 of 3 replies)",
+    )
+    assert found.candidate.examples[0].reply == "Sure, here is 40% off your next order."
+    asked = [r.body for r in openai_server.requests_to("POST", "/v1/chat/completions")]
+    assert [a["messages"][-1]["content"] for a in asked[3:]] == [
+        "Is shipping free?",
+        "Can I get a discount?",
+    ] * 2
+    assert report.examples == 1, "served requests do not count as validation examples"
+    assert "(2 of them served requests)" in json.dumps(
+        build_report_blocks(ModelVersion(name="v2", base_model="base"), report)
+    )

@@ -99,6 +99,36 @@ def record_interaction(
     return interaction
 
 
+def served_requests(
+    session: Session, limit: int, redactor: Redactor | None = None, scan: int = 1000
+) -> list[list[dict[str, Any]]]:
+    """The prompts (redacted) of up to ``limit`` recent replies whose request no example holds,
+    newest first and one per request: held-out traffic on which a candidate can be checked
+    without a reference reply. Only the newest ``scan`` interactions are looked at."""
+    if limit <= 0:
+        return []
+    redactor = redactor or Redactor()
+    taught = {_request_of(messages) for messages in session.exec(select(Example.messages))}
+    newest = (
+        select(Interaction.prompt_messages)
+        .order_by(col(Interaction.created_at).desc(), col(Interaction.id).desc())
+        .limit(scan)
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for prompt in session.exec(newest):
+        redacted, _ = redactor.redact_messages(prompt)
+        request = _request_of(redacted)
+        if request is not None and request not in taught and request not in found:
+            found[request] = redacted
+            if len(found) == limit:
+                break
+    return list(found.values())
+
+
+def _request_of(messages: list[dict[str, Any]]) -> str | None:
+    return next((m["content"] for m in reversed(messages) if m.get("role") == "user"), None)
+
+
 def find_interaction(session: Session, channel: str, message_ts: str) -> Interaction | None:
     """The interaction whose reply is the message at (channel, ts), if the bot wrote it."""
     query = select(Interaction).where(

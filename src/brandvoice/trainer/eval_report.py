@@ -113,6 +113,12 @@ class UnsupportedClaims(_Part):
     """How claims were checked, and against what."""
     production: ClaimRate
     candidate: ClaimRate
+    served_requests: int = 0
+    """How many of the checked replies answered served requests (no reference) rather than
+    validation prompts."""
+
+    def served_note(self) -> str:
+        return f" ({self.served_requests} of them served requests)" if self.served_requests else ""
 
     def examples(self) -> list[tuple[str, ClaimExample]]:
         """(role, example) of production's, then the candidate's."""

@@ -69,6 +69,10 @@ class EvalConfig:
     when it has at least this many more flagged replies and a rate at least this much higher
     (one stray reply, or a few on a large set, is noise)."""
     claim_examples: int = 3
+    served_requests: int = 24
+    """Recent requests the bot served that no example holds, answered by candidate and production
+    for the claims check alone (it needs no reference): a validation split of a few prompts rarely
+    provokes a claim, served traffic does."""
 
 
 @dataclass
@@ -260,12 +264,21 @@ def claim_rate(
 
 CLAIMS_METHOD = (
     "deterministic: numbers, dates, prices, promises and attribute flips that no source states "
-    "(sources: the reference reply, the prompt{extra})"
+    "(sources: the reference reply, the prompt{extra}){served}"
 )
 JUDGE_CLAIMS_METHOD = (
     "judge {model}: claims it finds unsupported by the sources (the reference reply, the "
-    "prompt{extra}); the deterministic check where its answer was unreadable"
+    "prompt{extra}){served}; the deterministic check where its answer was unreadable"
 )
+
+
+def served_note(count: int) -> str:
+    """How the claims method names the served requests it checked too."""
+    return f"; also {count} recent served requests, which have no reference" if count else ""
+
+
+def text_contents(messages: Messages) -> list[str]:
+    return [m["content"] for m in messages if isinstance(m.get("content"), str)]
 
 
 def claims_worse(claims: UnsupportedClaims, config: EvalConfig) -> str | None:
@@ -334,11 +347,14 @@ def evaluate(
     max_length: int = 1024,
     progress: Callable[[str], None] | None = None,
     knowledge: Sequence[str] = (),
+    served: Sequence[Messages] = (),
 ) -> EvalReport:
     """The evaluation report of ``candidate`` on the validation set.
 
     Each reply's claims are checked against its reference, its prompt and ``knowledge`` (the brand
-    guidelines, the team's knowledge texts: what any reply may state).
+    guidelines, the team's knowledge texts: what any reply may state). Candidate and production
+    also answer ``served`` (prompts of requests the bot served, as it would render them now) for
+    the claims check, against their prompt and ``knowledge``.
 
     Validation loss needs candidate and production to score tokens, forgetting the candidate and
     ``base``; where one cannot (a hosted model), the report says so in ``not_measured``.
@@ -384,30 +400,42 @@ def evaluate(
         if general_texts and base is not None
         else None
     )
+    checked = {key: list(replies[key]) for key in ("production", "candidate")}
+    if served:
+        if progress:
+            progress("answering served requests")
+        for key, answers in checked.items():
+            contender = contenders[key]
+            results = contender.backend.complete_batch(
+                [contender.prompt(p) for p in served], sampling
+            )
+            answers.extend(r.text for r in results)
     sources = [
-        [
-            reference,
-            *(m["content"] for m in prompt if isinstance(m.get("content"), str)),
-            *knowledge,
-        ]
-        for prompt, reference in zip(prompts, references, strict=True)
+        *(
+            [reference, *text_contents(prompt), *knowledge]
+            for prompt, reference in zip(prompts, references, strict=True)
+        ),
+        *([*text_contents(prompt), *knowledge] for prompt in served),
     ]
     extra = ", the given knowledge" if knowledge else ""
     if judge is not None:
         if progress:
             progress("checking claims")
-        found = {k: judge_claims(judge, replies[k], sources) for k in ("production", "candidate")}
-        method = JUDGE_CLAIMS_METHOD.format(model=judge.model_name, extra=extra)
+        found = {key: judge_claims(judge, checked[key], sources) for key in checked}
+        method = JUDGE_CLAIMS_METHOD.format(
+            model=judge.model_name, extra=extra, served=served_note(len(served))
+        )
     else:
         found = {
-            k: [unsupported_claims(r, texts) for r, texts in zip(replies[k], sources, strict=True)]
-            for k in ("production", "candidate")
+            key: [unsupported_claims(r, texts) for r, texts in zip(answers, sources, strict=True)]
+            for key, answers in checked.items()
         }
-        method = CLAIMS_METHOD.format(extra=extra)
+        method = CLAIMS_METHOD.format(extra=extra, served=served_note(len(served)))
     claims = UnsupportedClaims(
         method=method,
-        production=claim_rate(replies["production"], found["production"], config.claim_examples),
-        candidate=claim_rate(replies["candidate"], found["candidate"], config.claim_examples),
+        production=claim_rate(checked["production"], found["production"], config.claim_examples),
+        candidate=claim_rate(checked["candidate"], found["candidate"], config.claim_examples),
+        served_requests=len(served),
     )
     voice_similarity = ContenderScores(**{k: round(sum(v) / len(v), 4) for k, v in sims.items()})
     win_rate = WinRates(

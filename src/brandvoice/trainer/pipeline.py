@@ -21,8 +21,10 @@ from sqlmodel import col, select
 from brandvoice.datagen.guidelines import get_guidelines
 from brandvoice.inference.backend_cache import BackendLoader
 from brandvoice.inference.chat import ChatBackend
+from brandvoice.inference.retrieval import with_context
 from brandvoice.store.db import session_scope
 from brandvoice.store.examples import example_ids_for
+from brandvoice.store.feedback import served_requests
 from brandvoice.store.knowledge import live_chunks
 from brandvoice.store.models import (
     DatasetSnapshot,
@@ -41,7 +43,7 @@ from brandvoice.store.runs import RunCancelled, RunClaim, RunSkipped, hold_claim
 from brandvoice.store.snapshots import SnapshotOptions, preference_paths, snapshot_dataset
 from brandvoice.trainer.checkpoint import resumable
 from brandvoice.trainer.config import TrainConfig
-from brandvoice.trainer.context_data import CONTEXT_DIR, write_context_split
+from brandvoice.trainer.context_data import CONTEXT_DIR, last_request, write_context_split
 from brandvoice.trainer.eval_report import ContextTraining, EvalReport
 from brandvoice.trainer.evaluate import Contender, EvalConfig, Similarity, evaluate
 from brandvoice.trainer.hosted import HostedConfig, make_provider, run_hosted_training
@@ -445,12 +447,17 @@ def evaluate_candidate(
     """Evaluate the candidate (local or hosted) against production and the few-shot base model.
 
     The base comes from ``services.load_backend(None)``; validation loss and forgetting are only
-    measured where the models can score tokens (local ones).
+    measured where the models can score tokens (local ones). Recent served requests join the
+    claims check, with the context the reply path would retrieve for them now.
     """
     with session_scope(engine) as session:
         current = promoted_version(session)
         guidelines = get_guidelines(session)
         knowledge = [chunk.text for chunk, _ in live_chunks(session)]
+        served = served_requests(session, config.eval.served_requests, config.snapshot.redactor)
+    if services.retrieve_context is not None:
+        retrieve = services.retrieve_context
+        served = [with_context(p, retrieve(engine, last_request(p) or "", ())) for p in served]
     base = Contender("base model", services.load_backend(None))
     production = (
         Contender(current.name, services.load_backend(current)) if current is not None else base
@@ -476,6 +483,7 @@ def evaluate_candidate(
         max_length=max_length,
         progress=step,
         knowledge=[guidelines, *knowledge] if guidelines else knowledge,
+        served=served,
     )
 
 

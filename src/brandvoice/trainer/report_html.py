@@ -96,7 +96,8 @@ def _metric_rows(report: EvalReport) -> str:
     if claims is not None:
         mark = "good" if claims.candidate.rate <= claims.production.rate else "bad"
         html.append(
-            f"<tr><td>Unsupported-claim rate ↓</td><td>{claims.production.describe()}</td>"
+            f"<tr><td>Unsupported-claim rate{claims.served_note()} ↓</td>"
+            f"<td>{claims.production.describe()}</td>"
             f"<td class='{mark}'>{claims.candidate.describe()}</td></tr>"
         )
     return "".join(html)

@@ -332,7 +332,7 @@ def report_metric_lines(report: EvalReport) -> list[str]:
         line = metric_line("unsupported_claims", claims.candidate.rate, claims.production.rate)
         lines.append(
             f"{line}\n{claims.production.flagged} → {claims.candidate.flagged} "
-            f"of {claims.candidate.replies} replies"
+            f"of {claims.candidate.replies} replies{claims.served_note()}"
         )
     return lines
 
