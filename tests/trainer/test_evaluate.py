@@ -112,6 +112,8 @@ def test_verdict_recommends_only_a_candidate_that_beats_production_without_regre
     outcome = _verdict(cand_loss=1.3)
     assert not outcome.recommend_promote
     assert "validation loss rose from 1.200 to 1.300" in outcome.reasons[0]
+    assert _verdict(cand_loss=1.25, prod_loss=1.2).recommend_promote, "+4%: the trainer's tie"
+    assert not _verdict(cand_loss=1.27, prod_loss=1.2).recommend_promote
     outcome = _verdict(forgetting=2.0)
     assert not outcome.recommend_promote and "perplexity is 2.00x the base" in outcome.reasons[0]
     outcome = _verdict(cand_sim=0.4)
