@@ -73,10 +73,11 @@ class EvalConfig:
     when it has at least this many more flagged replies and a rate at least this much higher
     (one stray reply, or a few on a large set, is noise)."""
     claim_examples: int = 3
-    served_requests: int = 24
+    served_requests: int = 16
     """Recent requests the bot served that no example holds, answered by candidate and production
     for the claims check alone (it needs no reference): a validation split of a few prompts rarely
-    provokes a claim, served traffic does."""
+    provokes a claim, served traffic does. 16 is one generation batch (``GENERATION_BATCH``), about
+    25 s per model on 2 cores with retrieved context."""
 
 
 @dataclass
