@@ -23,7 +23,7 @@ from brandvoice.store.examples import (
     content_hash,
     set_example_status,
 )
-from brandvoice.store.jsonl import TokenCounter
+from brandvoice.store.jsonl import TokenCounter, last_request
 from brandvoice.store.models import (
     Example,
     ExampleSource,
@@ -108,7 +108,7 @@ def served_requests(
     if limit <= 0:
         return []
     redactor = redactor or Redactor()
-    taught = {_request_of(messages) for messages in session.exec(select(Example.messages))}
+    taught = {last_request(messages) for messages in session.exec(select(Example.messages))}
     newest = (
         select(Interaction.prompt_messages)
         .order_by(col(Interaction.created_at).desc(), col(Interaction.id).desc())
@@ -117,16 +117,12 @@ def served_requests(
     found: dict[str, list[dict[str, Any]]] = {}
     for prompt in session.exec(newest):
         redacted, _ = redactor.redact_messages(prompt)
-        request = _request_of(redacted)
+        request = last_request(redacted)
         if request is not None and request not in taught and request not in found:
             found[request] = redacted
             if len(found) == limit:
                 break
     return list(found.values())
-
-
-def _request_of(messages: list[dict[str, Any]]) -> str | None:
-    return next((m["content"] for m in reversed(messages) if m.get("role") == "user"), None)
 
 
 def find_interaction(session: Session, channel: str, message_ts: str) -> Interaction | None:

@@ -26,6 +26,12 @@ TokenCounter = Callable[[Sequence[Sequence[Mapping[str, Any]]]], list[int]]
 """Counts the tokens of many examples at once (see ``brandvoice.inference.tokens``)."""
 
 
+def last_request(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    """The text of the last user message, or None when there is none (or it is blank)."""
+    content = next((m.get("content") for m in reversed(messages) if m["role"] == "user"), None)
+    return content if isinstance(content, str) and content.strip() else None
+
+
 class InvalidExample(ValueError):
     """Messages that an import would refuse (format, types, token limit)."""
 

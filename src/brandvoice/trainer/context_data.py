@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from brandvoice.inference.retrieval import EXAMPLE, with_context
-from brandvoice.store.jsonl import write_jsonl
+from brandvoice.store.jsonl import last_request, write_jsonl
 from brandvoice.trainer.claims import unsupported_claims
 from brandvoice.trainer.eval_report import ContextTraining
 from brandvoice.trainer.sft_data import read_chat_jsonl
@@ -32,11 +32,6 @@ ContextFor = Callable[[str, Sequence[tuple[str, int]]], str]
 nothing is retrieved."""
 
 CONTEXT_DIR = "context"
-
-
-def last_request(messages: Sequence[dict[str, Any]]) -> str | None:
-    content = next((m.get("content") for m in reversed(messages) if m["role"] == "user"), None)
-    return content if isinstance(content, str) and content.strip() else None
 
 
 def states_only(messages: Messages, context: str) -> bool:

@@ -25,6 +25,7 @@ from brandvoice.inference.retrieval import with_context
 from brandvoice.store.db import session_scope
 from brandvoice.store.examples import example_ids_for
 from brandvoice.store.feedback import served_requests
+from brandvoice.store.jsonl import last_request
 from brandvoice.store.knowledge import live_chunks
 from brandvoice.store.models import (
     DatasetSnapshot,
@@ -43,7 +44,7 @@ from brandvoice.store.runs import RunCancelled, RunClaim, RunSkipped, hold_claim
 from brandvoice.store.snapshots import SnapshotOptions, preference_paths, snapshot_dataset
 from brandvoice.trainer.checkpoint import resumable
 from brandvoice.trainer.config import TrainConfig
-from brandvoice.trainer.context_data import CONTEXT_DIR, last_request, write_context_split
+from brandvoice.trainer.context_data import CONTEXT_DIR, write_context_split
 from brandvoice.trainer.eval_report import ContextTraining, EvalReport
 from brandvoice.trainer.evaluate import Contender, EvalConfig, Similarity, evaluate
 from brandvoice.trainer.hosted import HostedConfig, make_provider, run_hosted_training
