@@ -61,7 +61,7 @@ class EvalConfig:
     """Relative validation-loss rise over production that still counts as no regression: the
     tie the trainer already grants a later adapter (``TrainConfig.select_tolerance``), since the
     voice keeps settling after the loss bottoms out. At 0.02 the gate refused a candidate whose
-    loss rose 4.5% (on 7 of 9 validation replies) while its voice rose 0.067 on the test split
+    loss rose 4.5% (on 8 of its 9 validation replies) while its voice rose 0.067 on the test split
     (``bench/loop_rounds.py`` round 3, sample brand)."""
     max_forgetting: float = 1.25
     """Highest allowed general-text perplexity of the candidate relative to the base."""
