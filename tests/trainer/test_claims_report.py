@@ -65,6 +65,27 @@ def held(found: UnsupportedClaims | None, config: EvalConfig | None = None) -> l
     return outcome.reasons
 
 
+def evaluate_scripted(server, val, answers: list[str], judge: str | None = None, **options):  # type: ignore[no-untyped-def]
+    """``evaluate`` with candidate, production, baseline (and ``judge``) behind the fake server,
+    which gives ``answers`` in order; similarity ties every reply."""
+    server.script(
+        "POST", "/v1/chat/completions", *(FakeResponse(200, chat_completion(a)) for a in answers)
+    )
+
+    def backend(model: str) -> OpenAIChat:
+        return OpenAIChat(base_url=server.base_url, api_key="k", model=model, concurrency=1)
+
+    return evaluate(
+        val,
+        Contender("candidate", backend("ft:brand-1")),
+        Contender("v1", backend("ft:brand-0")),
+        Contender("base + 0 examples", backend("base")),
+        lambda replies, references: [0.5 for _ in replies],
+        judge=backend(judge) if judge else None,
+        **options,
+    )
+
+
 def test_the_verdict_holds_a_candidate_that_clearly_invents_more_claims():
     [reason] = held(claims(candidate_flagged=5))
     assert reason == (
@@ -234,22 +255,8 @@ def test_evaluate_with_a_judge_asks_it_about_each_reply_of_production_and_candid
         '{"unsupported": [{"claim": "free tent", "reason": "invented"}]}',
         '{"unsupported": []}',
     ]  # production's replies, then the candidate's
-    openai_server.script(
-        "POST",
-        "/v1/chat/completions",
-        *(FakeResponse(200, chat_completion(a)) for a in [*replies, *pairwise, *claims]),
-    )
-
-    def backend(model: str) -> OpenAIChat:
-        return OpenAIChat(base_url=openai_server.base_url, api_key="k", model=model, concurrency=1)
-
-    report = evaluate(
-        val,
-        Contender("candidate", backend("ft:brand-1")),
-        Contender("v1", backend("ft:brand-0")),
-        Contender("base + 0 examples", backend("base")),
-        lambda replies, references: [0.5 for _ in replies],
-        judge=backend("judge-model"),
+    report = evaluate_scripted(
+        openai_server, val, [*replies, *pairwise, *claims], judge="judge-model"
     )
 
     found = report.unsupported_claims
@@ -286,21 +293,10 @@ def test_served_requests_join_the_claims_check_without_a_reference(
         "Shipping is free over $75.",  # candidate
         "Sure, here is 40% off your next order.",
     ]
-    openai_server.script(
-        "POST",
-        "/v1/chat/completions",
-        *(FakeResponse(200, chat_completion(a)) for a in [*replies, *on_served]),
-    )
-
-    def backend(model: str) -> OpenAIChat:
-        return OpenAIChat(base_url=openai_server.base_url, api_key="k", model=model, concurrency=1)
-
-    report = evaluate(
+    report = evaluate_scripted(
+        openai_server,
         val,
-        Contender("candidate", backend("ft:brand-1")),
-        Contender("v1", backend("ft:brand-0")),
-        Contender("base + 0 examples", backend("base")),
-        lambda replies, references: [0.5 for _ in replies],
+        [*replies, *on_served],
         knowledge=["Shipping: free over $75, 3 to 5 business days."],
         served=served,
     )
