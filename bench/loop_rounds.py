@@ -23,9 +23,9 @@ test-split win rate of the new production over the previous one (per prompt, clo
 reference wins, ties within 0.01 count half), the pipeline's own win rate on its validation split,
 the unsupported claims of the test replies (the pipeline's deterministic check against each reply's
 reference, its prompt, the knowledge files and the guidelines: the sources the pipeline allows; the
-rate against reference and prompt alone is recorded beside it), the promote decision, whether it was right (a promoted candidate must not
-score below the production it replaced by more than the seed noise, nor make clearly more
-unsupported claims by the pipeline's own rule; a refused one must beat it by no more than the
+rate against reference and prompt alone is recorded beside it), the promote decision, whether it
+was right (a promoted candidate must not score below the production it replaced by more than the
+seed noise, nor make clearly more unsupported claims by the pipeline's own rule; a refused one must beat it by no more than the
 noise, or make clearly more claims), and the run's wall time (training and evaluation) with its CPU
 time beside it (on a shared machine, CPU seconds / threads is what the run would take alone).
 
@@ -63,7 +63,6 @@ from brandvoice.bot.knowledge import KnowledgeService, add_documents, read_docum
 from brandvoice.bot.services import make_worker, pipeline_config
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.worker import Worker
-from brandvoice.datagen.guidelines import get_guidelines
 from brandvoice.inference.chat import Sampling
 from brandvoice.inference.embeddings import cosine_similarity, embed_texts
 from brandvoice.inference.local_chat import LocalChat
@@ -72,7 +71,6 @@ from brandvoice.samples import sample_knowledge_paths
 from brandvoice.store.db import make_engine, session_scope, upgrade
 from brandvoice.store.examples import NewExample, add_examples
 from brandvoice.store.feedback import record_interaction, submit_correction
-from brandvoice.store.knowledge import live_chunks
 from brandvoice.store.models import DatasetSnapshot, ExampleSource, ModelVersion, TrainingRun
 from brandvoice.store.runs import claim_next_run, enqueue_scheduled_run
 from brandvoice.trainer.claims import unsupported_claims
@@ -87,7 +85,7 @@ from brandvoice.trainer.evaluate import (
     pairwise_by_similarity,
 )
 from brandvoice.trainer.lora import train_lora
-from brandvoice.trainer.pipeline import run_dir
+from brandvoice.trainer.pipeline import claim_sources, run_dir
 from brandvoice.trainer.registry import get_version, promoted_version
 from brandvoice.trainer.voice_probe import VoiceProbe
 
@@ -324,9 +322,7 @@ def main() -> None:
     worker = make_worker(settings, engine, backends=Backends(settings), **overrides)
     train_config = pipeline_config(settings, **overrides).train
     with session_scope(engine) as session:
-        guidelines = get_guidelines(session)
-        knowledge_texts = [chunk.text for chunk, _ in live_chunks(session)]
-    knowledge_texts = [guidelines, *knowledge_texts] if guidelines else knowledge_texts
+        knowledge_texts = claim_sources(session)
     first = conversations[0]["messages"][0]
     traffic = [] if args.no_traffic else traffic_requests(
         args.brand, first if first["role"] == "system" else None

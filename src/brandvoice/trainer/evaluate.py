@@ -277,7 +277,7 @@ JUDGE_CLAIMS_METHOD = (
 )
 
 
-def served_note(count: int) -> str:
+def _served_method_note(count: int) -> str:
     """How the claims method names the served requests it checked too."""
     return f"; also {count} recent served requests, which have no reference" if count else ""
 
@@ -428,14 +428,14 @@ def evaluate(
             progress("checking claims")
         found = {key: judge_claims(judge, checked[key], sources) for key in checked}
         method = JUDGE_CLAIMS_METHOD.format(
-            model=judge.model_name, extra=extra, served=served_note(len(served))
+            model=judge.model_name, extra=extra, served=_served_method_note(len(served))
         )
     else:
         found = {
             key: [unsupported_claims(r, texts) for r, texts in zip(answers, sources, strict=True)]
             for key, answers in checked.items()
         }
-        method = CLAIMS_METHOD.format(extra=extra, served=served_note(len(served)))
+        method = CLAIMS_METHOD.format(extra=extra, served=_served_method_note(len(served)))
     claims = UnsupportedClaims(
         method=method,
         production=claim_rate(checked["production"], found["production"], config.claim_examples),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from brandvoice.datagen.guidelines import get_guidelines
 from brandvoice.inference.backend_cache import BackendLoader
@@ -436,6 +436,13 @@ def snapshot_preferences(
     return read_preference_jsonl(train), read_preference_jsonl(val) if val.exists() else []
 
 
+def claim_sources(session: Session) -> list[str]:
+    """What any reply may state besides its own prompt: the guidelines and every knowledge chunk."""
+    guidelines = get_guidelines(session)
+    knowledge = [chunk.text for chunk, _ in live_chunks(session)]
+    return [guidelines, *knowledge] if guidelines else knowledge
+
+
 def evaluate_candidate(
     engine: Engine,
     config: PipelineConfig,
@@ -453,8 +460,7 @@ def evaluate_candidate(
     """
     with session_scope(engine) as session:
         current = promoted_version(session)
-        guidelines = get_guidelines(session)
-        knowledge = [chunk.text for chunk, _ in live_chunks(session)]
+        knowledge = claim_sources(session)
         served = served_requests(session, config.eval.served_requests, config.snapshot.redactor)
     if services.retrieve_context is not None:
         retrieve = services.retrieve_context
@@ -483,7 +489,7 @@ def evaluate_candidate(
         config=config.eval,
         max_length=max_length,
         progress=step,
-        knowledge=[guidelines, *knowledge] if guidelines else knowledge,
+        knowledge=knowledge,
         served=served,
     )
 
