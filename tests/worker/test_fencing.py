@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -213,13 +213,14 @@ def test_a_live_worker_recovers_the_run_of_a_dead_one_and_the_queue_moves_on(eng
 
 
 def test_a_queued_run_says_what_it_waits_for(engine):
-    now = datetime.now(UTC)
     with session_scope(engine) as session:
         running = enqueue_run(session, "U1")
         first, second = enqueue_run(session, "U1"), enqueue_run(session, "U1")
         other = enqueue_run(session, "U1", workspace="other")
     claim_next_run(engine, "worker-x", running.id)
     with session_scope(engine) as session:
+        beat = session.get(TrainingRun, running.id).heartbeat_at
+        now = beat if beat.tzinfo else beat.replace(tzinfo=UTC)
         runs = latest_runs(session)
         reasons = waiting_reasons(session, runs, timedelta(minutes=5), now + timedelta(seconds=3))
         stale = waiting_reasons(session, runs, timedelta(minutes=5), now + timedelta(minutes=6))
