@@ -150,6 +150,24 @@ def test_adapter_changes_the_reply_and_switching_back_does_not_reload_the_base(
     assert tuned.model_name == "smollm2-135m-instruct+random-lora"
 
 
+def test_a_batch_through_an_adapter_answers_as_the_adapter_and_leaves_the_base_exact(
+    chat, base_replies, random_adapter
+):
+    """Batches run with the adapter merged into the shared base; the base must come back bit for
+    bit, or every later reply of the base and of other adapters would drift."""
+    base_weights = {k: v.clone() for k, v in chat.base.model.state_dict().items()}
+    tuned = LocalChat(adapter=random_adapter, dtype=FP32)
+
+    batch = tuned.complete_batch(CONVERSATIONS, GREEDY)
+    one_by_one = [tuned.complete(messages, GREEDY) for messages in CONVERSATIONS]
+
+    assert [r.text for r in batch] == [r.text for r in one_by_one]
+    assert [r.text for r in batch] != base_replies
+    after = chat.base.model.state_dict()
+    assert all(torch.equal(after[k], weight) for k, weight in base_weights.items())
+    assert [chat.complete(m, GREEDY).text for m in CONVERSATIONS] == base_replies
+
+
 def test_concurrent_callers_get_their_own_adapter(chat, base_replies, random_adapter):
     tuned = LocalChat(adapter=random_adapter, dtype=FP32)
     expected_tuned = tuned.complete(CONVERSATIONS[0], GREEDY).text

@@ -7,6 +7,10 @@ the plain base model to anyone using it directly. An adapter is loaded on first 
 released again (:meth:`LocalChat.release`); whoever keeps backends decides when (see
 :class:`~brandvoice.inference.backend_cache.BackendCache`).
 
+Batches generate with the adapter merged into the base for the call (:meth:`AdapterHost.active`),
+the base restored exactly afterwards; a streamed reply stays unmerged, so its first token does not
+wait for the merge.
+
 A reply streams: ``generate`` runs on a worker thread holding the host's lock (with the adapter set
 inside it, so requests for other adapters wait instead of switching it mid-reply) and feeds a
 ``TextIteratorStreamer`` that the caller reads as text arrives.
@@ -111,11 +115,19 @@ class AdapterHost:
         return name
 
     @contextmanager
-    def active(self, adapter_dir: Path | None) -> Iterator[Any]:
+    def active(self, adapter_dir: Path | None, merged: bool = False) -> Iterator[Any]:
         """Hold the lock with ``adapter_dir`` (or no adapter) active; yields the model to call:
         the transformers model with the adapter's layers switched on, not peft's wrapper, whose
         forward hides ``logits_to_keep`` from ``generate``: the LM head then ran over every
-        prompt token (a fifth of an adapter's prefill time in the profile)."""
+        prompt token (a fifth of an adapter's prefill time in the profile).
+
+        ``merged`` folds the adapter into the base weights for the block (0.2 s each way), which
+        pays off over a batch: an unmerged LoRA's extra small matmuls cost about 40% per decode
+        step. 32 prompts with retrieved context, 120 new tokens, 2 cores, bf16: 30 s merged against
+        41 s unmerged; the merged weights score the same (validation NLL 2.285 against 2.286,
+        training 1.607 against 1.605), though bf16 rounding makes some greedy replies part ways.
+        The base weights are copied back afterwards rather than unmerged by subtraction, which in
+        bf16 would leave rounding error in the shared base after every call."""
         with self.lock:
             if adapter_dir is None:
                 yield self.base.model
@@ -123,10 +135,28 @@ class AdapterHost:
             name = self._load(adapter_dir)
             self.peft_model.set_adapter(name, inference_mode=True)
             self.peft_model.base_model.enable_adapter_layers()
+            saved = self._merge(name) if merged else {}
             try:
                 yield self.peft_model.get_base_model()
             finally:
+                if saved:
+                    self.peft_model.unmerge_adapter()
+                    with torch.no_grad():
+                        for weight, original in saved.items():
+                            weight.copy_(original)
                 self.peft_model.base_model.disable_adapter_layers()
+
+    def _merge(self, name: str) -> dict[torch.Tensor, torch.Tensor]:
+        """Merge adapter ``name`` into the base weights; returns each changed weight's original."""
+        from peft.tuners.lora import LoraLayer
+
+        saved = {
+            layer.get_base_layer().weight: layer.get_base_layer().weight.detach().clone()
+            for layer in self.peft_model.modules()
+            if isinstance(layer, LoraLayer) and name in layer.lora_A
+        }
+        self.peft_model.merge_adapter([name])
+        return saved
 
 
 _hosts: dict[int, AdapterHost] = {}
@@ -317,7 +347,7 @@ class LocalChat:
             return []
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[ChatResult | None] = [None] * len(prompts)
-        with self.host.active(self.adapter) as model:
+        with self.host.active(self.adapter, merged=True) as model:
             seeded = _seeded(sampling.seed, self.base.device)
             with seeded, torch.inference_mode():
                 for start in range(0, len(order), self.batch_size):
