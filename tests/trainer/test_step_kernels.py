@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brandvoice.trainer.attention import register_grouped_eager
+from brandvoice.trainer.attention import GROUPED_EAGER, register_grouped_eager
 from brandvoice.trainer.head_loss import CHUNK_ROWS, head_cross_entropy
+from brandvoice.trainer.lora_model import EAGER_MAX_WIDTH, AttentionByWidth
 
 
 def tiny_llama(attention: str = "eager") -> Any:
@@ -84,6 +85,21 @@ def test_grouped_eager_attention_matches_transformers_eager_with_padding() -> No
     assert len(grouped_grads) == len(eager_grads)
     for ours, theirs in zip(grouped_grads, eager_grads, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_attention_is_chosen_per_batch_by_width_and_computes_what_sdpa_computes() -> None:
+    switched, reference = tiny_llama("sdpa"), tiny_llama("sdpa")
+    by_width = AttentionByWidth(switched)
+
+    for width, kernel in [(EAGER_MAX_WIDTH, GROUPED_EAGER), (EAGER_MAX_WIDTH + 32, "sdpa")]:
+        ids = torch.randint(0, 300, (2, width))
+        mask = torch.ones(2, width, dtype=torch.long)
+        mask[1, width - 40 :] = 0
+        by_width(width)
+        logits = switched(input_ids=ids, attention_mask=mask).logits
+        assert switched.config._attn_implementation == kernel
+        expected = reference(input_ids=ids, attention_mask=mask).logits
+        torch.testing.assert_close(logits[mask.bool()], expected[mask.bool()], rtol=1e-4, atol=1e-4)
 
 
 def test_grouped_eager_attention_generates_like_eager_with_a_kv_cache() -> None:

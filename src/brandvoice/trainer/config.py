@@ -202,12 +202,12 @@ class TrainConfig(BaseModel):
     support it and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32."""
 
     attention: Literal["auto", "sdpa", "eager"] = "auto"
-    """Attention kernel. ``auto`` is eager on CPU in bf16 when no example is over 512 tokens
-    (measured ~20% faster there on AVX512-BF16: the CPU SDPA backward is slow on short bf16
-    sequences), else the model's own (SDPA). Eager runs as ``trainer/attention.py``'s
-    grouped-query kernel: the same arithmetic, without repeating keys and values. In fp32 SDPA wins even on short sequences: 7% less
-    time per step on the sample set (AVX2, 2 threads, the same batches alternating in one
-    process)."""
+    """Attention kernel. ``auto`` on CPU in bf16 picks per batch: eager up to 640 tokens wide
+    (where the CPU SDPA backward is slow on short bf16 sequences: 10-20% more time per step),
+    SDPA beyond (``lora_model.EAGER_MAX_WIDTH``); elsewhere the model's own (SDPA). Eager runs as
+    ``trainer/attention.py``'s grouped-query kernel: the same arithmetic, without repeating keys
+    and values. In fp32 SDPA wins even on short sequences: 7% less time per step on the sample
+    set (AVX2, 2 threads, the same batches alternating in one process)."""
 
     num_threads: int | None = Field(None, ge=1)
     """CPU threads for torch; ``None`` leaves torch's default."""

@@ -29,6 +29,7 @@ from brandvoice.trainer import checkpoint as ckpt
 from brandvoice.trainer.callbacks import ProgressLines, TrainCallback, is_terminal
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.lora_model import (
+    AttentionByWidth,
     TargetTokenLoss,
     adapter_state,
     attention_for,
@@ -38,6 +39,7 @@ from brandvoice.trainer.lora_model import (
     load_adapter_state,
     mean_loss_per_target_token,
     pad_multiple_for,
+    switches_attention,
     torch_threads,
     use_bf16,
     validation_loss,
@@ -311,8 +313,13 @@ def _prepare(
     resumed = ckpt.load_checkpoint(resume_from) if resume_from else None
     if resumed:
         _check_resumable(resumed, config, train, plan)
-    attention = attention_for(config, accelerator.device.type, max(train.lengths), bf16)
+    attention = attention_for(config, accelerator.device.type, bf16)
     model = build_lora_model(config, str(accelerator.device), base_model, bf16, attention)
+    by_width = (
+        AttentionByWidth(model.get_base_model())
+        if switches_attention(config, accelerator.device.type, bf16)
+        else None
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = scheduler_for(config, optimizer, len(plan))
@@ -323,6 +330,7 @@ def _prepare(
         fit, best = restore_checkpoint(resumed, model, optimizer, scheduler)
     run = _Run(config, accelerator, loss_module, optimizer, scheduler, params, train, val, plan)
     run.pad_id, run.bf16, run.tokenizer = tokenizer.pad_token_id or 0, bf16, tokenizer
+    run.attention_by_width = by_width
     if val is not None and val_path and config.select_by == "voice":
         references = [
             c[-1]["content"] for c in read_chat_jsonl(train_path) if c[-1]["role"] == "assistant"
@@ -352,6 +360,7 @@ class _Run:
     tokenizer: Any = None
     voice_probe: VoiceProbe | None = None
     report_probes: dict[str, VoiceProbe] = field(default_factory=dict)
+    attention_by_width: AttentionByWidth | None = None
 
     def autocast(self) -> Any:
         device_type = self.accelerator.device.type
@@ -364,6 +373,8 @@ class _Run:
             tensors = collate_padded(
                 examples, self.pad_id, pad_multiple_for(self.config, self.bf16)
             )
+        if self.attention_by_width is not None:
+            self.attention_by_width(tensors["input_ids"].shape[1])
         return {k: v.to(self.accelerator.device) for k, v in tensors.items()}
 
     def step(self, fit: ckpt.FitState) -> dict[str, float]:
