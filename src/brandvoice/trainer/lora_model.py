@@ -304,7 +304,7 @@ class AttentionByWidth:
     """Sets the model's attention kernel for each batch by its width: eager up to
     :data:`EAGER_MAX_WIDTH` tokens, SDPA beyond. The kernel used to be chosen once per run by its
     longest example, so one example over 512 tokens put every batch on SDPA: the sample brand's
-    training data with retrieved context (batches 128-640 tokens wide) took 57-59 s for 16 steps
+    training data with retrieved context (batches 128-640 tokens wide) took 53-59 s for 16 steps
     on SDPA against 43-50 s eager."""
 
     def __init__(self, model: nn.Module) -> None:
