@@ -319,7 +319,9 @@ def main() -> None:
             return knowledge.augment_or_plain(engine, messages).messages
 
     overrides = {} if args.max_steps is None else {"max_steps": args.max_steps}
-    worker = make_worker(settings, engine, backends=Backends(settings), **overrides)
+    worker = make_worker(
+        settings, engine, backends=Backends(settings), log_reports=False, **overrides
+    )
     train_config = pipeline_config(settings, **overrides).train
     with session_scope(engine) as session:
         knowledge_texts = claim_sources(session)

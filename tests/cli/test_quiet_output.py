@@ -58,3 +58,28 @@ def test_loading_the_model_prints_only_our_output_and_verbose_shows_the_librarie
     assert "Converting and de-quantizing GGUF tensors" in verbose.stderr
     assert "Loading weights" in verbose.stderr
     assert "converting" in verbose.stderr  # our own INFO record about the one-time conversion
+
+
+def test_train_prints_its_report_once_without_a_log_line(tmp_path: Path) -> None:
+    """The CLI prints the report itself; the worker's log line for it would say it twice."""
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "HF_HUB_OFFLINE": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'brandvoice.db'}",
+        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+        )
+
+    imported = run("import", str(Path(__file__).parents[1] / "data" / "good_examples.jsonl"))
+    assert imported.returncode == 0, imported.stderr
+    trained = run("train", "--max-steps", "1")
+    assert trained.returncode == 0, trained.stderr
+    assert "v1" in trained.stdout
+    assert "registered:" not in trained.stdout + trained.stderr
+    for noise in LIBRARY_NOISE:
+        assert noise not in trained.stdout + trained.stderr, noise

@@ -136,13 +136,17 @@ def pipeline_services(
     publishers: list[Publisher] | None = None,
     backends: Backends | None = None,
     knowledge: KnowledgeService | None = None,
+    log_reports: bool = True,
 ) -> PipelineServices:
+    """What the pipeline calls out to. ``log_reports`` logs each finished report at WARNING, the
+    one place a worker without Slack shows it; a caller that prints the report itself turns it
+    off so it does not appear twice."""
     from brandvoice.bot.slack.app import slack_enabled
     from brandvoice.bot.slack.reports import slack_report_publisher
     from brandvoice.inference.embeddings import cosine_similarity
 
     backends = backends or Backends(settings)
-    announce: list[Publisher] = [log_report, *(publishers or [])]
+    announce: list[Publisher] = [*([log_report] if log_reports else []), *(publishers or [])]
     if slack_enabled(settings) and settings.report_channel:
         announce.append(slack_report_publisher(settings))
     knowledge = knowledge or KnowledgeService(settings)
@@ -162,11 +166,12 @@ def make_worker(
     publishers: list[Publisher] | None = None,
     reporter_factory: Any = RunReporter,
     backends: Backends | None = None,
+    log_reports: bool = True,
     **train_overrides: Any,
 ) -> Worker:
     """The worker; ``backends`` shares a process's loaded models (the CLI passes its own)."""
     config = pipeline_config(settings, **train_overrides)
-    services = pipeline_services(settings, publishers, backends)
+    services = pipeline_services(settings, publishers, backends, log_reports=log_reports)
 
     def execute(run_id: int, reporter: RunReporter) -> dict[str, Any]:
         return run_retrain(engine, run_id, config, services, reporter)

@@ -59,6 +59,7 @@ def execute_run(run_id: int, **train_overrides: Any) -> TrainingRun:
         engine(),
         reporter_factory=ConsoleRunReporter,
         backends=backends(),
+        log_reports=False,  # the caller prints the report
         **train_overrides,
     )
     with progress_bar() as bar:
