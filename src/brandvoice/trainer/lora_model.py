@@ -281,7 +281,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 EAGER_MAX_WIDTH = 640
 """Widest padded batch that trains faster with the eager kernel than with SDPA on CPU in bf16.
-One LoRA step of 4 rows with padding (forward and backward, 2 AVX512-BF16 cores, the best of 3,
+One LoRA step of 4 rows with padding (forward and backward, 2 Xeon cores with AMX, the best of 3,
 two passes): 512 tokens 3.11 / 2.84 s eager against 3.56 / 3.29 s SDPA, 640 tokens 4.30 / 3.99
 against 4.71 / 4.95, 704 tokens 5.39 / 5.66 against 4.96 / 5.30, 768 tokens 5.91 / 6.56 against
 5.13 / 5.56: eager's materialised attention matrix overtakes SDPA's slow short-sequence backward
