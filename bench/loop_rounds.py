@@ -25,9 +25,10 @@ the unsupported claims of the test replies (the pipeline's deterministic check a
 reference, its prompt, the knowledge files and the guidelines: the sources the pipeline allows; the
 rate against reference and prompt alone is recorded beside it), the promote decision, whether it
 was right (a promoted candidate must not score below the production it replaced by more than the
-seed noise, nor make clearly more unsupported claims by the pipeline's own rule; a refused one must beat it by no more than the
-noise, or make clearly more claims), and the run's wall time (training and evaluation) with its CPU
-time beside it (on a shared machine, CPU seconds / threads is what the run would take alone).
+seed noise, nor make clearly more unsupported claims by the pipeline's own rule; a refused one
+must beat it by no more than the noise, or make clearly more claims), and the run's wall time
+(training and evaluation) with its CPU time beside it (on a shared machine, CPU seconds / threads
+is what the run would take alone).
 
 Seed noise: the last round's training files (its snapshot with the context the pipeline retrieved
 for it, where it had knowledge) are trained again with ``--noise-seeds`` other seeds; the noise is

@@ -26,20 +26,24 @@ LIBRARY_NOISE = (
 )
 
 
-def chat(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    home = tmp_path / f"home{'-'.join(flags)}"
-    home.mkdir()
+def run_cli(tmp_path: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``brandvoice *args`` with its own home (model cache), store and artifacts under tmp_path."""
+    home.mkdir(exist_ok=True)
     env = {
         **os.environ,
         "HOME": str(home),
         "HF_HUB_OFFLINE": "1",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'brandvoice.db'}",  # the output, not the store
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'brandvoice.db'}",
         "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
     }
-    command = [*CLI, *flags, "chat", "Say hello to the team", "--max-tokens", "4"]
     return subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+        [*CLI, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
     )
+
+
+def chat(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    home = tmp_path / f"home{'-'.join(flags)}"
+    return run_cli(tmp_path, home, *flags, "chat", "Say hello to the team", "--max-tokens", "4")
 
 
 def test_loading_the_model_prints_only_our_output_and_verbose_shows_the_libraries(
@@ -62,18 +66,9 @@ def test_loading_the_model_prints_only_our_output_and_verbose_shows_the_librarie
 
 def test_train_prints_its_report_once_without_a_log_line(tmp_path: Path) -> None:
     """The CLI prints the report itself; the worker's log line for it would say it twice."""
-    env = {
-        **os.environ,
-        "HOME": str(tmp_path),
-        "HF_HUB_OFFLINE": "1",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'brandvoice.db'}",
-        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
-    }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*CLI, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
-        )
+        return run_cli(tmp_path, tmp_path / "home", *args)
 
     imported = run("import", str(Path(__file__).parents[1] / "data" / "good_examples.jsonl"))
     assert imported.returncode == 0, imported.stderr

@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from sqlmodel import select
 
 from brandvoice.bot.worker import RunReporter, Worker
 from brandvoice.store.db import make_engine, session_scope
-from brandvoice.store.models import AuditLog, ModelVersion, RunStatus, TrainingRun
+from brandvoice.store.models import AuditLog, ModelVersion, RunStatus, TrainingRun, as_utc
 from brandvoice.store.runs import (
     ClaimLost,
     RunClaim,
@@ -219,8 +219,7 @@ def test_a_queued_run_says_what_it_waits_for(engine):
         other = enqueue_run(session, "U1", workspace="other")
     claim_next_run(engine, "worker-x", running.id)
     with session_scope(engine) as session:
-        beat = session.get(TrainingRun, running.id).heartbeat_at
-        now = beat if beat.tzinfo else beat.replace(tzinfo=UTC)
+        now = as_utc(session.get(TrainingRun, running.id).heartbeat_at)
         runs = latest_runs(session)
         reasons = waiting_reasons(session, runs, timedelta(minutes=5), now + timedelta(seconds=3))
         stale = waiting_reasons(session, runs, timedelta(minutes=5), now + timedelta(minutes=6))

@@ -146,7 +146,8 @@ def pipeline_services(
     from brandvoice.inference.embeddings import cosine_similarity
 
     backends = backends or Backends(settings)
-    announce: list[Publisher] = [*([log_report] if log_reports else []), *(publishers or [])]
+    announce: list[Publisher] = [log_report] if log_reports else []
+    announce += publishers or []
     if slack_enabled(settings) and settings.report_channel:
         announce.append(slack_report_publisher(settings))
     knowledge = knowledge or KnowledgeService(settings)

@@ -19,6 +19,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(when: datetime) -> datetime:
+    """``when`` with a time zone: SQLite hands stored times back naive, and they are UTC."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def json_column(nullable: bool = False) -> Any:
     return Field(default=None, sa_column=Column(JSON, nullable=nullable))
 

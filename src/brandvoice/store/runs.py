@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from brandvoice.store.audit import record_audit
 from brandvoice.store.db import session_scope
-from brandvoice.store.models import RunKind, RunStatus, TrainingRun, utcnow
+from brandvoice.store.models import RunKind, RunStatus, TrainingRun, as_utc, utcnow
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED)
@@ -327,7 +327,7 @@ def _running_line(running: TrainingRun, stale_after: timedelta, now: datetime) -
     if running.heartbeat_at is None:
         return line
     beat = running.heartbeat_at
-    age = (now - (beat if beat.tzinfo else beat.replace(tzinfo=UTC))).total_seconds()
+    age = (now - as_utc(beat)).total_seconds()
     line += f", heartbeat {age:.0f} s ago"
     if age > stale_after.total_seconds():
         line += " (stale: the next worker poll recovers it)"

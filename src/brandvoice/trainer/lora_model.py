@@ -310,13 +310,11 @@ class AttentionByWidth:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.eager = register_grouped_eager()
-        self.current = model.config._attn_implementation
 
     def __call__(self, width: int) -> None:
         wanted = self.eager if width <= EAGER_MAX_WIDTH else "sdpa"
-        if wanted != self.current:
+        if wanted != self.model.config._attn_implementation:
             self.model.set_attn_implementation(wanted)
-            self.current = wanted
 
 
 def pad_multiple_for(config: TrainConfig, bf16: bool) -> int:

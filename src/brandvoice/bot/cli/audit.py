@@ -13,6 +13,7 @@ from rich.table import Table
 from brandvoice.bot.cli.context import CliError, console, engine, friendly_errors
 from brandvoice.store.audit import query_audit
 from brandvoice.store.db import session_scope
+from brandvoice.store.models import as_utc
 
 _AGO = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -31,7 +32,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
             f"--since {value!r} is neither a duration (30m, 12h, 7d, 2w) nor an ISO 8601 "
             "date or time (2026-11-30, 2026-11-30T08:00+01:00)"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return as_utc(when)
 
 
 @friendly_errors
@@ -66,7 +67,7 @@ def audit_command(
     for column in ("time (UTC)", "actor", "action", "target", "details"):
         table.add_column(column)
     for row in rows:
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        created = as_utc(row.created_at)
         refused = row.action.endswith(".refused")
         table.add_row(
             f"{created.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
