@@ -73,11 +73,13 @@ class EvalConfig:
     when it has at least this many more flagged replies and a rate at least this much higher
     (one stray reply, or a few on a large set, is noise)."""
     claim_examples: int = 3
-    served_requests: int = 16
+    served_requests: int = 32
     """Recent requests the bot served that no example holds, answered by candidate and production
     for the claims check alone (it needs no reference): a validation split of a few prompts rarely
-    provokes a claim, served traffic does. 16 is one generation batch (``GENERATION_BATCH``), about
-    25 s per model on 2 cores with retrieved context."""
+    provokes a claim, served traffic does. 32 is two generation batches (``GENERATION_BATCH``),
+    about 40 s per model on 2 cores with retrieved context. With 16, ``bench/loop_rounds.py``
+    round 2 promoted a candidate whose gate sample (4 of 23 replies with claims against
+    production's 9) was reversed on the test split (4 against 1 of 24)."""
 
 
 @dataclass
