@@ -19,7 +19,7 @@ Measured on:
   a reply is correct when every required fact appears (any of its spellings) and no forbidden
   claim does; also split by whether the fact appears in any training example;
 - unsupported-claim rate of those replies: the evaluation's deterministic check
-  (``trainer/claims.py``) against the question, all knowledge files and the guidelines;
+  (``datagen/claims.py``) against the question, all knowledge files and the guidelines;
 - voice similarity (MiniLM cosine to the reference) and sign-off rate on ``test.jsonl``, never
   trained on;
 - reply latency, one request at a time as the bot serves them: the context-trained adapter with
@@ -57,6 +57,7 @@ from brand_sets import read_jsonl, split_train_val
 
 from brandvoice.bot.knowledge import KnowledgeService, add_documents, read_documents
 from brandvoice.bot.settings import Settings
+from brandvoice.datagen.claims import unsupported_claims
 from brandvoice.inference.chat import Sampling
 from brandvoice.inference.embeddings import cosine_similarity, embed_texts
 from brandvoice.inference.local_chat import LocalChat
@@ -66,7 +67,6 @@ from brandvoice.store.db import make_engine, session_scope, upgrade
 from brandvoice.store.examples import example_ids_for
 from brandvoice.store.importer import import_jsonl
 from brandvoice.trainer.checkpoint import git_sha, package_versions
-from brandvoice.trainer.claims import unsupported_claims
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.context_data import contextualize
 from brandvoice.trainer.lora import train_lora

@@ -64,6 +64,8 @@ from brandvoice.bot.knowledge import KnowledgeService, add_documents, read_docum
 from brandvoice.bot.services import make_worker, pipeline_config
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.worker import Worker
+from brandvoice.datagen.claims import unsupported_claims
+from brandvoice.datagen.guidelines import claim_sources
 from brandvoice.inference.chat import Sampling
 from brandvoice.inference.embeddings import cosine_similarity, embed_texts
 from brandvoice.inference.local_chat import LocalChat
@@ -74,7 +76,6 @@ from brandvoice.store.examples import NewExample, add_examples
 from brandvoice.store.feedback import record_interaction, submit_correction
 from brandvoice.store.models import DatasetSnapshot, ExampleSource, ModelVersion, TrainingRun
 from brandvoice.store.runs import claim_next_run, enqueue_scheduled_run
-from brandvoice.trainer.claims import unsupported_claims
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.context_data import CONTEXT_DIR
 from brandvoice.trainer.eval_report import ClaimRate, EvalReport, UnsupportedClaims
@@ -86,7 +87,7 @@ from brandvoice.trainer.evaluate import (
     pairwise_by_similarity,
 )
 from brandvoice.trainer.lora import train_lora
-from brandvoice.trainer.pipeline import claim_sources, run_dir
+from brandvoice.trainer.pipeline import run_dir
 from brandvoice.trainer.registry import get_version, promoted_version
 from brandvoice.trainer.voice_probe import VoiceProbe
 

@@ -134,3 +134,30 @@ def test_a_looping_reply_is_dropped_for_repetition(judge):
     (verdict,) = judge.judge([draft(looping)])
     assert (verdict.keep, verdict.reason) == (False, "repetition")
     assert verdict.scores["repetition"].score > FilterConfig().max_repetition
+
+
+def test_an_invented_price_or_policy_is_dropped_unless_the_knowledge_states_it(embed, judge):
+    invented = [
+        reworded_returns(
+            "Yes, you can still send it back within 60 days, even after a few wears. Returns "
+            "cost $8 for the label, taken off your refund, which arrives in five business days."
+        ),
+        reworded_returns(
+            "Yes, you can still send it back within 60 days, even after a few wears. You also "
+            "get 20% off your next jacket when the refund lands, as a thank-you from the team."
+        ),
+    ]
+    for verdict in judge.judge([draft(messages) for messages in invented]):
+        assert (verdict.keep, verdict.reason) == (False, "claims"), verdict.scores_dict()
+        assert verdict.scores["claims"].score >= 1
+    assert "$8" in judge.judge([draft(invented[0])])[0].detail
+
+    knowing = CandidateFilter(
+        list(PARENTS.items()),
+        count_tokens=judge.count_tokens,
+        embed=embed,
+        sources=["Return labels cost $8, taken off the refund."],
+    )
+    (kept,) = knowing.judge([draft(invented[0])])
+    assert kept.keep, kept.scores_dict()
+    assert kept.scores["claims"].detail == ""

@@ -10,9 +10,9 @@ from rich.console import Console
 
 from brandvoice.bot.cli.report import report_renderable
 from brandvoice.bot.slack.blocks import build_report_blocks
+from brandvoice.datagen.claims import unsupported_claims
 from brandvoice.inference.openai_chat import OpenAIChat
 from brandvoice.store.models import ModelVersion
-from brandvoice.trainer.claims import unsupported_claims
 from brandvoice.trainer.eval_report import (
     SCHEMA_VERSION,
     ClaimExample,

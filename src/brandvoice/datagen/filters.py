@@ -3,9 +3,12 @@
 Checks, in the order that decides the reason: format, redaction, refusal, repetition (a looping
 small model), length, exact duplicate, near duplicate (ROUGE-L against every stored example,
 validation ones included, and every candidate kept before it), on-topic band (embedding similarity
-of what the strategy varied to its source: neither off-topic nor a copy) and relevance (the reply
-is about its request). Candidates are judged in order, so of two close candidates the first is
-kept and the second is the near duplicate.
+of what the strategy varied to its source: neither off-topic nor a copy), relevance (the reply
+is about its request) and claims (the reply states no number, promise or attribute that neither
+its conversation, its parent and demonstrations, the guidelines nor the knowledge support,
+``datagen/claims.py``: a small model invents prices and policies, and training on them teaches
+the bot to). Candidates are judged in order, so of two close candidates the first is kept and the
+second is the near duplicate.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from brandvoice.datagen.claims import unsupported_claims
 from brandvoice.datagen.neardup import ROUGE_L_THRESHOLD, NearDupIndex
 from brandvoice.store.examples import content_hash
 from brandvoice.store.jsonl import TokenCounter
@@ -36,6 +40,7 @@ FILTER_ORDER = (
     "near_duplicate",
     "on_topic",
     "relevance",
+    "claims",
 )
 
 DEFAULT_BANDS: Mapping[str, tuple[float, float]] = {
@@ -86,6 +91,7 @@ class FilterConfig:
     percentile of the sample brand), unrelated answers below 0.2."""
     allow_redactions: bool = False
     """A generator that invents e-mail addresses or card numbers is making things up: drop."""
+    allow_unsupported_claims: bool = False
 
     def band(self, strategy: str) -> tuple[float, float]:
         return self.bands.get(strategy, self.default_band)
@@ -200,6 +206,8 @@ class CandidateFilter:
 
     ``existing``: (key, messages) of every stored example, validation ones included. Kept
     candidates join the exact and near-duplicate sets, so later ones are judged against them.
+    ``sources``: what any reply may state besides its own conversation (the guidelines and the
+    knowledge, ``datagen.guidelines.claim_sources``).
     """
 
     def __init__(
@@ -210,8 +218,10 @@ class CandidateFilter:
         embed: Embedder,
         config: FilterConfig | None = None,
         redactor: Redactor | None = None,
+        sources: Sequence[str] = (),
     ) -> None:
         self.config = config or FilterConfig()
+        self.sources = list(sources)
         self.count_tokens = count_tokens
         self.embed = embed
         self.redactor = redactor or Redactor()
@@ -285,6 +295,7 @@ class CandidateFilter:
                 "" if low <= similarity <= high else f"outside [{low}, {high}]",
             ),
             "relevance": FilterScore(relevance >= config.min_relevance, relevance),
+            "claims": self._check_claims(draft, messages),
         }
         failed = next((name for name in FILTER_ORDER if not scores[name].passed), None)
         overall = float(np.clip((similarity + relevance + (1.0 - rouge)) / 3.0, 0.0, 1.0))
@@ -294,6 +305,20 @@ class CandidateFilter:
             self.neardup.add(("candidate", self._kept, draft.label), prepared)
         detail = scores[failed].detail if failed else ""
         return Verdict(failed is None, failed, detail, scores, overall, messages, digest)
+
+    def _check_claims(self, draft: Draft, messages: list[dict[str, Any]]) -> FilterScore:
+        """Claims of the reply that nothing it was made from supports: its own conversation, the
+        parent and demonstrations, the guidelines and knowledge."""
+        sources = [
+            *(str(m.get("content") or "") for m in messages[:-1]),
+            *(conversation_text(m) for m in (draft.parent_messages, *draft.references)),
+            *self.sources,
+        ]
+        found = unsupported_claims(last_content(messages, "assistant"), sources)
+        detail = f"{found[0].text!r}: {found[0].reason}" if found else ""
+        return FilterScore(
+            self.config.allow_unsupported_claims or not found, float(len(found)), detail
+        )
 
     def _similarities(
         self, drafts: Sequence[Draft], messages: Sequence[list[dict[str, Any]]]

@@ -20,7 +20,7 @@ from sqlmodel import col, select
 from brandvoice.datagen import fewshot
 from brandvoice.datagen.calls import Call, run_calls
 from brandvoice.datagen.filters import CandidateFilter, Draft, Embedder, FilterConfig
-from brandvoice.datagen.guidelines import guidelines_for_prompt
+from brandvoice.datagen.guidelines import claim_sources, guidelines_for_prompt
 from brandvoice.datagen.outcome import Outcome
 from brandvoice.datagen.parse import ParseError, parse_plain_reply
 from brandvoice.datagen.record import RecordContext, store_outcomes
@@ -118,6 +118,7 @@ def generate_variations(
     )
     with session_scope(engine) as session:
         guidelines = guidelines_for_prompt(session)
+        sources = claim_sources(session)
         examples = list(session.exec(select(Example).order_by(col(Example.id))))
         done = generated_keys(session)
     parents, demo_pool = _parents(examples, config)
@@ -133,6 +134,7 @@ def generate_variations(
         embed=embed,
         config=config.filters,
         redactor=redactor,
+        sources=sources,
     )
     context = RecordContext(
         generator.model_name,

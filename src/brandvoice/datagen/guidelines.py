@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
+from brandvoice.store.knowledge import live_chunks
 from brandvoice.store.kv import get_setting, set_setting
 
 GUIDELINES_KEY = "guidelines"
@@ -32,3 +33,11 @@ def set_guidelines(session: Session, text: str, actor: str) -> str:
 
 def guidelines_for_prompt(session: Session) -> str:
     return get_guidelines(session) or NO_GUIDELINES
+
+
+def claim_sources(session: Session) -> list[str]:
+    """What any reply may state besides its own conversation: the guidelines and every knowledge
+    chunk (the sources of the unsupported-claims check, ``datagen/claims.py``)."""
+    guidelines = get_guidelines(session)
+    knowledge = [chunk.text for chunk, _ in live_chunks(session)]
+    return [guidelines, *knowledge] if guidelines else knowledge

@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from brandvoice.datagen.claims import unsupported_claims
 from brandvoice.inference.retrieval import EXAMPLE, with_context
 from brandvoice.store.jsonl import last_request, write_jsonl
-from brandvoice.trainer.claims import unsupported_claims
 from brandvoice.trainer.eval_report import ContextTraining
 from brandvoice.trainer.sft_data import read_chat_jsonl
 
@@ -36,7 +36,7 @@ CONTEXT_DIR = "context"
 
 def states_only(messages: Messages, context: str) -> bool:
     """Whether the conversation's last reply states no fact beyond ``context`` and the messages
-    before it (``trainer/claims.py``'s deterministic check)."""
+    before it (``datagen/claims.py``'s deterministic check)."""
     *before, last = messages
     if last.get("role") != "assistant" or not isinstance(last.get("content"), str):
         return True

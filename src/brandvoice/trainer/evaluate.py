@@ -4,7 +4,7 @@ The report (:class:`~brandvoice.trainer.eval_report.EvalReport`) holds validatio
 forgetting (where the models can score tokens, see ``inference.scoring``), voice similarity to the reference replies,
 head-to-head win rates (an LLM judge asked in both orders when configured, otherwise the reply
 closer to the reference), exact match on label-like references, forgetting on general text,
-unsupported claims (``trainer.claims``: numbers, promises and attribute flips that neither the
+unsupported claims (``datagen.claims``: numbers, promises and attribute flips that neither the
 reference, the prompt nor the given knowledge supports), side-by-side samples and a verdict that
 recommends promotion only when the candidate beats production and nothing regresses past the
 thresholds.
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brandvoice.datagen.claims import Claim, excerpt, unsupported_claims
 from brandvoice.inference.chat import ChatBackend, Sampling
 from brandvoice.inference.scoring import (
     ScoringNotSupported,
@@ -27,7 +28,6 @@ from brandvoice.inference.scoring import (
     mean_token_nll,
     target_scorer,
 )
-from brandvoice.trainer.claims import Claim, excerpt, unsupported_claims
 from brandvoice.trainer.eval_report import (
     ClaimExample,
     ClaimRate,

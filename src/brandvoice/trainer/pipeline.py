@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
-from brandvoice.datagen.guidelines import get_guidelines
+from brandvoice.datagen.guidelines import claim_sources
 from brandvoice.inference.backend_cache import BackendLoader
 from brandvoice.inference.chat import ChatBackend
 from brandvoice.inference.retrieval import with_context
@@ -26,7 +26,6 @@ from brandvoice.store.db import session_scope
 from brandvoice.store.examples import example_ids_for
 from brandvoice.store.feedback import served_requests
 from brandvoice.store.jsonl import last_request
-from brandvoice.store.knowledge import live_chunks
 from brandvoice.store.models import (
     DatasetSnapshot,
     Example,
@@ -434,13 +433,6 @@ def snapshot_preferences(
     if not train.exists():
         return None
     return read_preference_jsonl(train), read_preference_jsonl(val) if val.exists() else []
-
-
-def claim_sources(session: Session) -> list[str]:
-    """What any reply may state besides its own prompt: the guidelines and every knowledge chunk."""
-    guidelines = get_guidelines(session)
-    knowledge = [chunk.text for chunk, _ in live_chunks(session)]
-    return [guidelines, *knowledge] if guidelines else knowledge
 
 
 def evaluate_candidate(

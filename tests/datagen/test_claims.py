@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from brandvoice.trainer.claims import unsupported_claims
+from brandvoice.datagen.claims import unsupported_claims
 
 GUIDELINES = (
     "## Facts we repeat\n\nReturns: 60 days, any reason, free return label. Repairs: free for life "
@@ -74,6 +74,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("It has a lifetime warranty against defects.", [GUIDELINES], ""),
     ("The stove has a 5-year warranty.", ["The stove is sold as is."], "promise quantity"),
     ("Feel free to send a photo.", ["Send us a photo."], ""),
+    ("We'll ship a new one for free.", ["We'll ship a new one at no cost to you."], ""),
+    ("We'll ship a new one for free.", ["We'll ship a new one at cost."], "promise"),
+    ("We'll ship a free replacement.", ["We'll send you a new one at no charge."], ""),
+    ("Exchanges are free within 60 days.", [GUIDELINES], ""),
+    ("We can fix the whole bag for free instead.", [GUIDELINES], ""),
+    ("You'll get a free sleeping bag.", [GUIDELINES], "promise"),
     ("You get free express shipping.", [GUIDELINES], "promise"),
     # flips of product attributes
     ("The Trailhead jacket is waterproof.", ["The Trailhead jacket is waterproof."], ""),

@@ -165,6 +165,30 @@ _STOPWORDS = frozenset(
         "when", "as",
     }
 )  # fmt: skip
+_MODIFIERS = frozenset(
+    {"a", "an", "the", "our", "your", "my", "new", "full", "whole", "one", "all"}
+)
+_CLAUSE_WORDS = frozenset(
+    {
+        "within", "while", "instead", "until", "unless", "because", "since", "so", "but", "now",
+        "today", "too", "again", "anyway", "once", "after", "before", "during", "through",
+        "either", "also", "forever", "here", "there",
+    }
+)  # fmt: skip
+
+
+def _free_thing(after: str) -> list[str]:
+    """What "free" promises, from the words after it: the noun of "a free tent" or "free express
+    shipping"; nothing where "free" ends the clause ("repairs are free within 60 days", "we'll
+    fix it for free instead"), so any source that says something is free supports it."""
+    clause = re.split(r"[.,;:!?()\n]", after, maxsplit=1)[0]
+    for word in _words(clause)[:3]:
+        if word in _MODIFIERS:
+            continue
+        return [] if word in _STOPWORDS or word in _CLAUSE_WORDS else [word]
+    return []
+
+
 _PROMISES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<!feel )(?<![\w-])free(?![\w-])(?!\s+to\b)"), "free"),
     (re.compile(r"\bfor\s+life\b|\blifetime\b|\bforever\b"), "life"),
@@ -202,8 +226,29 @@ def _holds_all(sentence: list[str], terms: Iterable[str]) -> bool:
     return all(any(_same_term(term, word) for word in sentence) for term in terms)
 
 
+_SOURCE_SYNONYMS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(
+            r"\b(?:at no (?:extra |additional )?(?:cost|charge)|free of charge|without charge"
+            r"|on the house|complimentary)\b",
+            re.IGNORECASE,
+        ),
+        "free",
+    ),
+    (re.compile(r"\b(?:a|one) new (?:one|pair)\b", re.IGNORECASE), "a replacement"),
+]
+"""Plain words a source may use for a promise term: "we'll send a new one at no cost to you"
+supports "we'll ship a free replacement"."""
+
+
+def _promise_terms(sentence: str) -> list[str]:
+    for pattern, term in _SOURCE_SYNONYMS:
+        sentence = pattern.sub(term, sentence)
+    return _words(sentence)
+
+
 def _promise_claims(reply: str, sources: Sequence[str]) -> list[Claim]:
-    source_sentences = [_words(s) for source in sources for s in _sentences(source)]
+    source_sentences = [_promise_terms(s) for source in sources for s in _sentences(source)]
     claims = []
     seen = set()
     for sentence in _sentences(reply):
@@ -212,10 +257,7 @@ def _promise_claims(reply: str, sources: Sequence[str]) -> list[Claim]:
             for match in pattern.finditer(lowered):
                 terms = [term]
                 if term == "free":
-                    following = [
-                        w for w in _words(lowered[match.end() :])[:3] if w not in _STOPWORDS
-                    ]
-                    terms += following[:1]
+                    terms += _free_thing(lowered[match.end() :])
                 key = tuple(terms)
                 if key in seen:
                     continue
