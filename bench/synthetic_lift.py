@@ -8,8 +8,10 @@ the embedded SmolLM2-135M:
    ``bench/voice_defaults.py``), one per seed.
 2. Generation as the pipeline runs it after a first training: the base model continues few-shot
    prompts with new requests (``datagen/fewshot.py``), the seed-0 real-only adapter answers them in
-   the voice, and the filters judge every candidate (``--per-example`` per parent). Printed: the
-   keep rate, the drop reasons and 10 random kept examples.
+   the voice, and the filters judge every candidate (``--per-example`` per parent) in a store that
+   holds the brand's guidelines and knowledge files, as the team's would: the claims filter lets a
+   synthetic reply state only what its conversation, parent, demonstrations, the guidelines or the
+   knowledge support. Printed: the keep rate, the drop reasons and 10 random kept examples.
 3. Real + synthetic: the same 20 real examples plus the kept variations, one adapter per seed.
 
 Both arms train with ``TrainConfig()`` defaults (epochs, early stopping, adapter selection by
@@ -42,11 +44,15 @@ import torch
 from brand_sets import read_jsonl, split_train_val
 from sqlmodel import col, select
 
+from brandvoice.bot.knowledge import add_documents, read_documents
+from brandvoice.bot.settings import Settings
 from brandvoice.datagen.generate import GenerateConfig, generate_variations
+from brandvoice.datagen.guidelines import set_guidelines
 from brandvoice.inference.chat import Sampling
 from brandvoice.inference.embeddings import embed_texts
 from brandvoice.inference.local_chat import LocalChat
 from brandvoice.inference.tokens import count_chat_tokens_batch
+from brandvoice.samples import sample_guidelines_path, sample_knowledge_paths
 from brandvoice.store.candidates import list_candidates
 from brandvoice.store.db import make_engine, session_scope, upgrade
 from brandvoice.store.examples import NewExample, add_examples
@@ -121,6 +127,9 @@ def generate(
         for example in session.exec(select(Example).where(col(Example.id).in_(ids))):
             example.split = Split.VAL if example.id in val_ids else Split.TRAIN
             session.add(example)
+        set_guidelines(session, sample_guidelines_path().read_text(encoding="utf-8"), "bench")
+    settings = Settings(database_url=f"sqlite:///{db}", _env_file=None)
+    add_documents(engine, read_documents(sample_knowledge_paths(), settings), embed_texts, "bench")
     generator = LocalChat(batch_size=8)
     responder = None if responder_adapter is None else LocalChat(adapter=responder_adapter)
     config = GenerateConfig(per_example=args.per_example, seed=args.gen_seed, chunk_size=24)

@@ -127,7 +127,7 @@ ANSWERS = {
     "buckle": "Sorry it broke so soon. Send us a photo of the buckle and your order number, and "
     "we'll mail a replacement buckle this week. If you'd rather, we can fix the whole bag "
     "for free instead.",
-    "clinic": "Bring your worn gear to our fall repair clinic this Saturday. Our "
+    "clinic": "Bring your worn gear to our fall repair clinic this Saturday from 10 to 2. Our "
     "repair team will patch, stitch and swap zippers for free while you wait. Coffee is on "
     "us.",
     "tall": "Not yet, sorry. Our rain jackets run a little long in the body, and the sleeves "

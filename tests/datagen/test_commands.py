@@ -7,6 +7,8 @@ from rich.console import Console
 
 from brandvoice.bot.cli.generate import run_generate, set_guidelines_from_file, show_guidelines
 from brandvoice.inference.openai_chat import OpenAIChat
+from brandvoice.store.candidates import CandidateVerdict, list_candidates
+from brandvoice.store.db import session_scope
 from tests.datagen.brand import SYSTEM, FakeWriter
 from tests.fakes import FakeResponse, chat_completion
 
@@ -58,6 +60,11 @@ def test_guidelines_are_set_from_a_file_and_shown(engine, tmp_path):
         set_guidelines_from_file(engine, tmp_path / "missing.md")
 
 
+class Quiet:
+    def progress(self, fraction, stage=None, metrics=None) -> None:
+        pass
+
+
 def server_settings(openai_server, artifacts):  # type: ignore[no-untyped-def]
     """Settings with the loopback server as the generator."""
     from brandvoice.bot.settings import Settings
@@ -88,10 +95,34 @@ def test_the_retrain_pipeline_step_generates_with_the_configured_server(
 
     result = pipeline_generate_step(Backends(settings))(engine, Recorder())
 
-    assert (result["generated"], result["kept"]) == (12, 12)
+    assert (result["generated"], result["kept"]) == (12, 11)
     assert result["generator_model"] == "fake-generator"
     assert reported and reported[-1] == (pytest.approx(0.25), "generate")
     assert all(0.05 <= fraction <= 0.25 for fraction, _ in reported)
+    with session_scope(engine) as session:
+        (dropped,) = list_candidates(session, verdict=CandidateVerdict.DROP)
+    assert dropped.reason == "claims" and "'10'" in dropped.detail
+    assert "repair clinic this Saturday from 10 to 2" in dropped.messages[-1]["content"]
+
+
+def test_a_synthetic_reply_may_state_what_the_knowledge_says(
+    engine, seeded, openai_server, embed, tmp_path
+):
+    """The claims filter reads the team's knowledge: the clinic's hours, invented in the test
+    above, are a fact here."""
+    from brandvoice.bot.backends import Backends
+    from brandvoice.bot.generation import pipeline_generate_step
+    from brandvoice.bot.knowledge import add_documents, read_documents
+
+    openai_server.add_route("POST", "/v1/chat/completions", FakeWriter())
+    settings = server_settings(openai_server, tmp_path)
+    doc = tmp_path / "events.md"
+    doc.write_text("# Events\n\nOur fall repair clinic runs on Saturday from 10 to 2.\n")
+    add_documents(engine, read_documents([doc], settings), embed, "test")
+
+    result = pipeline_generate_step(Backends(settings))(engine, Quiet())
+
+    assert (result["generated"], result["kept"]) == (12, 12)
 
 
 def test_the_voice_model_answers_new_requests_with_the_knowledge_replies_get(
@@ -103,7 +134,6 @@ def test_the_voice_model_answers_new_requests_with_the_knowledge_replies_get(
     from brandvoice.bot.generation import pipeline_generate_step
     from brandvoice.bot.knowledge import KnowledgeService, add_documents, read_documents
     from brandvoice.inference.retrieval import CONTEXT_HEADER
-    from brandvoice.store.db import session_scope
     from brandvoice.store.models import ModelVersion, VersionStatus
 
     openai_server.add_route("POST", "/v1/chat/completions", FakeWriter())
@@ -123,11 +153,6 @@ def test_the_voice_model_answers_new_requests_with_the_knowledge_replies_get(
         )
 
     knowledge = KnowledgeService(settings, embed=embed)
-
-    class Quiet:
-        def progress(self, fraction, stage=None, metrics=None) -> None:
-            pass
-
     result = pipeline_generate_step(Backends(settings), knowledge)(engine, Quiet())
 
     asked = [
