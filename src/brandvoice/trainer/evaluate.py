@@ -77,9 +77,11 @@ class EvalConfig:
     """Recent requests the bot served that no example holds, answered by candidate and production
     for the claims check alone (it needs no reference): a validation split of a few prompts rarely
     provokes a claim, served traffic does. 32 is two generation batches (``GENERATION_BATCH``),
-    about 40 s per model on 2 cores with retrieved context. With 16, ``bench/loop_rounds.py``
-    round 2 promoted a candidate whose gate sample (4 of 23 replies with claims against
-    production's 9) was reversed on the test split (4 against 1 of 24)."""
+    about 45 s per model on 2 AMD EPYC cores with retrieved context. With 16,
+    ``bench/loop_rounds.py`` round 2 promoted a candidate whose gate sample (4 of 23 replies with
+    claims against production's 9) was reversed on the test split (4 against 1 of 24); with 32,
+    on another machine, its 4 decisions were right (not a controlled comparison: the models
+    differ between machines)."""
 
 
 @dataclass
