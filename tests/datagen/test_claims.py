@@ -80,6 +80,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("Exchanges are free within 60 days.", [GUIDELINES], ""),
     ("We can fix the whole bag for free instead.", [GUIDELINES], ""),
     ("You'll get a free sleeping bag.", [GUIDELINES], "promise"),
+    ("Buy one and get the second one for free at the store.", [GUIDELINES], "promise"),
+    ("Repairs are free of charge.", [GUIDELINES], ""),
     ("You get free express shipping.", [GUIDELINES], "promise"),
     # flips of product attributes
     ("The Trailhead jacket is waterproof.", ["The Trailhead jacket is waterproof."], ""),

@@ -165,27 +165,27 @@ _STOPWORDS = frozenset(
         "when", "as",
     }
 )  # fmt: skip
-_MODIFIERS = frozenset(
-    {"a", "an", "the", "our", "your", "my", "new", "full", "whole", "one", "all"}
-)
+_MODIFIERS = frozenset({"new", "full", "whole", "one", "second", "extra", "brand"})
 _CLAUSE_WORDS = frozenset(
     {
         "within", "while", "instead", "until", "unless", "because", "since", "so", "but", "now",
         "today", "too", "again", "anyway", "once", "after", "before", "during", "through",
-        "either", "also", "forever", "here", "there",
+        "either", "also", "forever", "here", "there", "if", "when", "as", "charge", "cost",
     }
 )  # fmt: skip
 
 
 def _free_thing(after: str) -> list[str]:
-    """What "free" promises, from the words after it: the noun of "a free tent" or "free express
-    shipping"; nothing where "free" ends the clause ("repairs are free within 60 days", "we'll
-    fix it for free instead"), so any source that says something is free supports it."""
+    """What "free" promises, from the words after it in its clause: the noun of "a free tent",
+    "free express shipping" or "for free at the store"; nothing where the clause moves on
+    ("exchanges are free within 60 days", "we'll fix it for free instead", "free of charge"), so
+    any source that says something is free supports it."""
     clause = re.split(r"[.,;:!?()\n]", after, maxsplit=1)[0]
     for word in _words(clause)[:3]:
-        if word in _MODIFIERS:
-            continue
-        return [] if word in _STOPWORDS or word in _CLAUSE_WORDS else [word]
+        if word in _CLAUSE_WORDS or word.isdigit():
+            return []
+        if word not in _STOPWORDS and word not in _MODIFIERS:
+            return [word]
     return []
 
 
