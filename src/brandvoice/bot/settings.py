@@ -62,12 +62,12 @@ class Settings(BaseSettings):
         description="Let retrains add synthetic variations made by the local model (no OPENAI_BASE_URL): few-shot requests, replies by the latest trained version.",
     )
     """Off by measurement. bench/synthetic_lift.py (Pebble & Pine, 20 real examples, 3 seeds,
-    the test split): real + synthetic beat real only by +0.045 voice similarity on average, but
-    per seed +0.052, -0.023, +0.107 (one of three lost), the sign-off rate fell from 96% to 90%,
-    and the 135M model's kept replies invent facts (prices, durations, places) that no filter
-    checks, which is what grounded replies must not learn. 40 of 60 candidates were kept;
-    generation takes ~4.5 minutes per 60 on one shared CPU thread. ``brandvoice generate`` and
-    an OpenAI-compatible generator are not affected."""
+    the test split, with the claims filter, on 2 AMD EPYC cores): 15 of 60 candidates kept (15
+    dropped for unsupported claims), and real + synthetic against real only -0.081, +0.019,
+    +0.063 per seed (mean +0.0005). The kept replies still read as invented (places, products,
+    numbers that happen to appear somewhere in the knowledge). Generation takes about 2 minutes
+    per 60 candidates on 2 threads. ``brandvoice generate`` and an OpenAI-compatible generator
+    are not affected."""
     local_candidates: int = Field(
         3, ge=1, description="Sampled candidates per approved example in local generation."
     )
