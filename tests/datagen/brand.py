@@ -124,10 +124,10 @@ ANSWERS = {
     "boots": "Sure. Exchanges are free within 60 days. Start one from your order page, pick the "
     "half size up, and we'll send the new pair as soon as the old ones are scanned by the "
     "carrier.",
-    "buckle": "Sorry it broke so soon. Send us a photo of the buckle and your order number, and "
-    "we'll mail a replacement buckle this week. If you'd rather, we can fix the whole bag "
-    "for free instead.",
-    "clinic": "Bring your worn gear to our fall repair clinic this Saturday from 10 to 2. Our "
+    "buckle": "Sorry it broke so soon. Send us a photo of the buckle and your order number. "
+    "Repairs on our own gear are free for life, so we'll fit a new buckle or fix the whole bag "
+    "for free.",
+    "clinic": "Bring your worn gear to our fall repair clinic this Saturday. Our "
     "repair team will patch, stitch and swap zippers for free while you wait. Coffee is on "
     "us.",
     "tall": "Not yet, sorry. Our rain jackets run a little long in the body, and the sleeves "
@@ -166,10 +166,12 @@ class FakeWriter:
     """A route handler for ``POST /v1/chat/completions`` that writes like a capable generator.
 
     Successive calls for the same input get successive variants, so several candidates per
-    parent differ. ``calls`` records (kind, key) per call.
+    parent differ. ``answers`` replaces some of ``ANSWERS`` (what it answers a request holding
+    each key). ``calls`` records (kind, key) per call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, answers: dict[str, str] | None = None) -> None:
+        self.answers = {**ANSWERS, **(answers or {})}
         self._counters: dict[str, itertools.count[int]] = defaultdict(itertools.count)
         self._lock = threading.Lock()
         self.calls: list[tuple[str, str]] = []
@@ -191,8 +193,8 @@ class FakeWriter:
             original = re.search(r"Request: (.*)\n", last).group(1)
             kind, payload = "reply_variation", {"reply": f"{VARIATIONS[original]}\n\n{SIGN_OFF}"}
         else:
-            key = next(k for k in ANSWERS if k in last.lower())
-            kind, payload = "answer", {"reply": f"{ANSWERS[key]}\n\n{SIGN_OFF}"}
+            key = next(k for k in self.answers if k in last.lower())
+            kind, payload = "answer", {"reply": f"{self.answers[key]}\n\n{SIGN_OFF}"}
         with self._lock:
             self.calls.append((kind, last))
         if json_mode:

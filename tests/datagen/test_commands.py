@@ -9,7 +9,7 @@ from brandvoice.bot.cli.generate import run_generate, set_guidelines_from_file, 
 from brandvoice.inference.openai_chat import OpenAIChat
 from brandvoice.store.candidates import CandidateVerdict, list_candidates
 from brandvoice.store.db import session_scope
-from tests.datagen.brand import SYSTEM, FakeWriter
+from tests.datagen.brand import ANSWERS, SYSTEM, FakeWriter
 from tests.fakes import FakeResponse, chat_completion
 
 
@@ -60,6 +60,12 @@ def test_guidelines_are_set_from_a_file_and_shown(engine, tmp_path):
         set_guidelines_from_file(engine, tmp_path / "missing.md")
 
 
+INVENTED_HOURS = {
+    "clinic": ANSWERS["clinic"].replace("this Saturday.", "this Saturday from 10 to 2.")
+}
+"""A writer that invents the clinic's hours, which no source states."""
+
+
 class Quiet:
     def progress(self, fraction, stage=None, metrics=None) -> None:
         pass
@@ -84,8 +90,7 @@ def test_the_retrain_pipeline_step_generates_with_the_configured_server(
     from brandvoice.bot.backends import Backends
     from brandvoice.bot.generation import pipeline_generate_step
 
-    writer = FakeWriter()
-    openai_server.add_route("POST", "/v1/chat/completions", writer)
+    openai_server.add_route("POST", "/v1/chat/completions", FakeWriter(INVENTED_HOURS))
     settings = server_settings(openai_server, tmp_path)
     reported: list[tuple[float, str | None]] = []
 
@@ -114,7 +119,7 @@ def test_a_synthetic_reply_may_state_what_the_knowledge_says(
     from brandvoice.bot.generation import pipeline_generate_step
     from brandvoice.bot.knowledge import add_documents, read_documents
 
-    openai_server.add_route("POST", "/v1/chat/completions", FakeWriter())
+    openai_server.add_route("POST", "/v1/chat/completions", FakeWriter(INVENTED_HOURS))
     settings = server_settings(openai_server, tmp_path)
     doc = tmp_path / "events.md"
     doc.write_text("# Events\n\nOur fall repair clinic runs on Saturday from 10 to 2.\n")
