@@ -157,15 +157,15 @@ def _quantity_claims(reply: str, sources: Sequence[str]) -> list[Claim]:
     return claims
 
 
-_STOPWORDS = frozenset(
+_SKIPPED = frozenset(
     {
         "a", "an", "the", "of", "for", "to", "on", "in", "our", "your", "my", "all", "any", "and",
         "or", "with", "at", "by", "it", "its", "this", "that", "is", "are", "be", "we", "you", "i",
-        "us", "get", "got", "one", "new", "full", "whole", "over", "under", "from", "up", "if",
-        "when", "as",
+        "us", "get", "got", "one", "new", "full", "whole", "over", "under", "from", "up", "second",
+        "extra", "brand",
     }
 )  # fmt: skip
-_MODIFIERS = frozenset({"new", "full", "whole", "one", "second", "extra", "brand"})
+"""Words between "free" and what it promises ("a free brand new pack", "for free at the store")."""
 _CLAUSE_WORDS = frozenset(
     {
         "within", "while", "instead", "until", "unless", "because", "since", "so", "but", "now",
@@ -184,7 +184,7 @@ def _free_thing(after: str) -> list[str]:
     for word in _words(clause)[:3]:
         if word in _CLAUSE_WORDS or word.isdigit():
             return []
-        if word not in _STOPWORDS and word not in _MODIFIERS:
+        if word not in _SKIPPED:
             return [word]
     return []
 
