@@ -18,7 +18,12 @@ from brandvoice.store.runs import enqueue_run
 from brandvoice.trainer.config import TrainConfig
 from brandvoice.trainer.eval_report import report_of
 from brandvoice.trainer.evaluate import EvalConfig
-from brandvoice.trainer.pipeline import PipelineConfig, PipelineServices, run_retrain
+from brandvoice.trainer.pipeline import (
+    PipelineConfig,
+    PipelineServices,
+    reply_cache,
+    run_retrain,
+)
 
 
 def _config(tmp_path: Path, **overrides) -> PipelineConfig:  # type: ignore[no-untyped-def]
@@ -79,6 +84,8 @@ def test_a_retrain_registers_an_evaluated_candidate_and_writes_its_report(
     html = Path(report.report_path).read_text()
     assert "brandvoice v1" in html and escape(report.samples[0].reference[:20]) in html
     assert "model.register" in actions
+    kept = {r.text for r in reply_cache(config.artifacts_dir, version).read().values()}
+    assert {s.candidate for s in report.samples} <= kept, "v1 will not be asked these again"
 
     # Nothing new since that run: a scheduled (unforced) retrain is skipped with its reason.
     with session_scope(engine) as session:

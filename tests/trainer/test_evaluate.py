@@ -7,6 +7,7 @@ import json
 import pytest
 
 from brandvoice.inference.openai_chat import OpenAIChat
+from brandvoice.inference.reply_cache import ReplyCache
 from brandvoice.inference.scoring import ScoringNotSupported, target_scorer
 from brandvoice.trainer.eval_report import (
     ContenderScores,
@@ -162,3 +163,54 @@ def test_a_hosted_candidate_is_evaluated_and_the_report_says_what_was_not_measur
     assert report.samples[0].candidate == "echo: question 0"
     assert report.win_rate.vs_production == 0.5 and not report.verdict.recommend_promote
     assert EvalReport.from_stored(report.to_stored()) == report
+
+
+def test_production_is_asked_only_what_it_did_not_answer_as_the_candidate(
+    openai_server,  # noqa: F811
+    tmp_path,
+):
+    def conversation(i: int) -> list[dict[str, str]]:
+        return [
+            {"role": "user", "content": f"question {i}"},
+            {"role": "assistant", "content": f"r{i}"},
+        ]
+
+    def evaluate_round(val_rows: int, served: list[str], candidate: str, production: str):  # type: ignore[no-untyped-def]
+        val = tmp_path / "val.jsonl"
+        val.write_text(
+            "".join(json.dumps({"messages": conversation(i)}) + "\n" for i in range(val_rows))
+        )
+
+        def contender(label: str, model: str) -> Contender:
+            backend = OpenAIChat(base_url=openai_server.base_url, api_key="k", model=model)
+            return Contender(label, backend, replies=ReplyCache(tmp_path / f"{model}.jsonl"))
+
+        return evaluate(
+            val,
+            contender("candidate", candidate),
+            contender("production", production),
+            contender("base + 0 examples", "base"),
+            lambda replies, references: [0.5] * len(replies),
+            served=[[{"role": "user", "content": text}] for text in served],
+        )
+
+    def asked_of(model: str) -> list[str]:
+        requests = openai_server.requests_to("POST", "/v1/chat/completions")
+        return sorted(
+            r.body["messages"][-1]["content"] for r in requests if r.body["model"] == model
+        )
+
+    first = evaluate_round(2, ["served 1"], candidate="ft:brand-1", production="base")
+    second = evaluate_round(
+        3, ["served 1", "served 2"], candidate="ft:brand-2", production="ft:brand-1"
+    )
+
+    assert asked_of("ft:brand-1") == [
+        "question 0",
+        "question 1",
+        "question 2",
+        "served 1",
+        "served 2",
+    ]
+    assert asked_of("base") == ["question 0", "question 1", "question 2", "served 1"]
+    assert [s.production for s in second.samples[:2]] == [s.candidate for s in first.samples[:2]]

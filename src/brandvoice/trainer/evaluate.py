@@ -22,6 +22,7 @@ from typing import Any
 
 from brandvoice.datagen.claims import Claim, excerpt, unsupported_claims
 from brandvoice.inference.chat import ChatBackend, Sampling
+from brandvoice.inference.reply_cache import ReplyCache
 from brandvoice.inference.scoring import (
     ScoringNotSupported,
     TargetScorer,
@@ -92,12 +93,23 @@ class Contender:
     backend: ChatBackend
     shots: list[Messages] = field(default_factory=list)
     """Demonstrations put before each prompt (the few-shot baseline)."""
+    replies: ReplyCache | None = None
+    """Where this model's greedy replies are kept, so an evaluation asks it only for new ones."""
 
     def prompt(self, conversation: Messages) -> Messages:
         system = [m for m in conversation[:1] if m["role"] == "system"]
         rest = conversation[len(system) :]
         demos = [m for shot in self.shots for m in shot if m["role"] != "system"]
         return [*system, *demos, *rest]
+
+    def answer(self, conversations: Sequence[Messages], sampling: Sampling) -> list[str]:
+        """Replies to ``conversations`` as this contender is asked them (after its shots)."""
+        prompts = [self.prompt(c) for c in conversations]
+        if self.replies is None:
+            results = self.backend.complete_batch(prompts, sampling)
+        else:
+            results = self.replies.complete_batch(self.backend, prompts, sampling)
+        return [r.text for r in results]
 
 
 def split_reference(messages: Messages) -> tuple[Messages, str]:
@@ -380,8 +392,7 @@ def evaluate(
     for key, contender in contenders.items():
         if progress:
             progress(f"generating with {contender.label}")
-        results = contender.backend.complete_batch([contender.prompt(p) for p in prompts], sampling)
-        replies[key] = [r.text for r in results]
+        replies[key] = contender.answer(prompts, sampling)
     sims = {key: similarity(replies[key], list(references)) for key in contenders}
     if judge is not None:
         if progress:
@@ -414,11 +425,7 @@ def evaluate(
         if progress:
             progress("answering served requests")
         for key, answers in checked.items():
-            contender = contenders[key]
-            results = contender.backend.complete_batch(
-                [contender.prompt(p) for p in served], sampling
-            )
-            answers.extend(r.text for r in results)
+            answers.extend(contenders[key].answer(served, sampling))
     sources = [
         *(
             [reference, *text_contents(prompt), *knowledge]

@@ -8,6 +8,8 @@ own directory, so an attempt that lost its claim can neither register nor overwr
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from sqlmodel import col, select
 from brandvoice.datagen.guidelines import claim_sources
 from brandvoice.inference.backend_cache import BackendLoader
 from brandvoice.inference.chat import ChatBackend
+from brandvoice.inference.reply_cache import ReplyCache
 from brandvoice.inference.retrieval import with_context
 from brandvoice.store.db import session_scope
 from brandvoice.store.examples import example_ids_for
@@ -268,25 +271,17 @@ def run_retrain(
         )
         base_model = train_config.base_model
     # Served exactly as the registered version will be: the same loader builds both.
-    candidate_backend = services.load_backend(
-        ModelVersion(
-            name="candidate",
-            base_model=base_model,
-            backend=backend,
-            adapter_path=str(adapter_path) if adapter_path is not None else None,
-            hosted_model_id=hosted_model_id,
-        )
+    candidate = ModelVersion(
+        name="candidate",
+        base_model=base_model,
+        backend=backend,
+        adapter_path=str(adapter_path) if adapter_path is not None else None,
+        hosted_model_id=hosted_model_id,
     )
 
     progress.progress(0.8, "evaluate", {"training": training})
     evaluated = evaluate_candidate(
-        engine,
-        config,
-        services,
-        candidate_backend,
-        data.eval_val,
-        progress,
-        train_config.max_length,
+        engine, config, services, candidate, data.eval_val, progress, train_config.max_length
     )
 
     progress.progress(0.97, "register")
@@ -435,11 +430,23 @@ def snapshot_preferences(
     return read_preference_jsonl(train), read_preference_jsonl(val) if val.exists() else []
 
 
+def reply_cache(artifacts_dir: Path, model: ModelVersion | str) -> ReplyCache:
+    """The file of one model's greedy replies, named by what serves it: a version's fields (the
+    same for the candidate and the version it is registered as) or the base model's name."""
+    identity = (
+        [model]
+        if isinstance(model, str)
+        else [model.backend, model.base_model, model.adapter_path, model.hosted_model_id]
+    )
+    digest = hashlib.sha256(json.dumps(identity).encode("utf-8")).hexdigest()[:24]
+    return ReplyCache(artifacts_dir / "replies" / f"{digest}.jsonl")
+
+
 def evaluate_candidate(
     engine: Engine,
     config: PipelineConfig,
     services: PipelineServices,
-    candidate_backend: ChatBackend,
+    candidate_version: ModelVersion,
     val_path: Path,
     progress: Progress,
     max_length: int,
@@ -448,7 +455,9 @@ def evaluate_candidate(
 
     The base comes from ``services.load_backend(None)``; validation loss and forgetting are only
     measured where the models can score tokens (local ones). Recent served requests join the
-    claims check, with the context the reply path would retrieve for them now.
+    claims check, with the context the reply path would retrieve for them now. Every model's
+    greedy replies are kept (``reply_cache``), so production and the base answer only prompts
+    they have not answered in an earlier round.
     """
     with session_scope(engine) as session:
         current = promoted_version(session)
@@ -457,19 +466,33 @@ def evaluate_candidate(
     if services.retrieve_context is not None:
         retrieve = services.retrieve_context
         served = [with_context(p, retrieve(engine, last_request(p) or "", ())) for p in served]
-    base = Contender("base model", services.load_backend(None))
+    base_backend = services.load_backend(None)
+    base_replies = reply_cache(config.artifacts_dir, base_backend.model_name)
+    base = Contender("base model", base_backend, replies=base_replies)
     production = (
-        Contender(current.name, services.load_backend(current)) if current is not None else base
+        Contender(
+            current.name,
+            services.load_backend(current),
+            replies=reply_cache(config.artifacts_dir, current),
+        )
+        if current is not None
+        else base
     )
-    candidate = Contender("candidate", candidate_backend)
+    candidate = Contender(
+        "candidate",
+        services.load_backend(candidate_version),
+        replies=reply_cache(config.artifacts_dir, candidate_version),
+    )
     shots = few_shot_examples(engine, config.few_shot)
-    baseline = Contender(f"base + {len(shots)} examples", base.backend, shots=shots)
+    baseline = Contender(
+        f"base + {len(shots)} examples", base_backend, shots=shots, replies=base_replies
+    )
     steps = iter((0.82, 0.86, 0.9, 0.93, 0.95, 0.96))
 
     def step(stage: str) -> None:
         progress.progress(next(steps, 0.96), f"evaluate: {stage}")
 
-    return evaluate(
+    report = evaluate(
         val_path,
         candidate,
         production,
@@ -484,6 +507,9 @@ def evaluate_candidate(
         knowledge=knowledge,
         served=served,
     )
+    kept = {c.label: c.replies.reused for c in (production, base) if c.replies is not None}
+    log.info("replies kept from earlier evaluations and reused: %s", kept)
+    return report
 
 
 def _snapshot_summary(snapshot: DatasetSnapshot) -> dict[str, Any]:
