@@ -10,9 +10,9 @@ recommends it). The store is a fresh SQLite file holding the brand's knowledge f
 them (``knowledge/`` in its directory; ``pebble_pine`` is the packaged sample brand and uses its
 files), so training, evaluation and the claims check see retrieved knowledge as in production;
 ``--no-knowledge`` runs without. ``LOCAL_SYNTHETIC`` stays at its default. Between rounds the bot
-serves requests no one approves (the brand's ``fact_probes.jsonl`` questions, a share per round;
-``--no-traffic`` serves none), which the evaluation's claims check answers beside its validation
-prompts.
+serves requests no one approves (three of every four of the brand's ``fact_probes.jsonl``
+questions, a share per round; ``--no-traffic`` serves none), which the evaluation's claims check
+answers beside its validation prompts. The fourth of every four is held out: never served.
 
 The pipeline never sees ``test.jsonl``. For every round the bench scores, on that test split,
 production before and after, and the candidate: greedy replies as the bot serves them (the
@@ -23,10 +23,12 @@ test-split win rate of the new production over the previous one (per prompt, clo
 reference wins, ties within 0.01 count half), the pipeline's own win rate on its validation split,
 the unsupported claims of the test replies (the pipeline's deterministic check against each reply's
 reference, its prompt, the knowledge files and the guidelines: the sources the pipeline allows; the
-rate against reference and prompt alone is recorded beside it), the promote decision, whether it
-was right (a promoted candidate must not score below the production it replaced by more than the
-seed noise, nor make clearly more unsupported claims by the pipeline's own rule; a refused one
-must beat it by no more than the noise, or make clearly more claims), and the run's wall time
+rate against reference and prompt alone is recorded beside it) and of the replies to the held-out
+probes (against the prompt and those sources), the promote decision, whether it was right (a
+promoted candidate must not score below the production it replaced by more than the seed noise,
+nor make clearly more unsupported claims by the pipeline's own rule, on the test split and the
+held-out probes together; a refused one must beat it by no more than the noise, or make clearly
+more claims there), and the run's wall time
 (training and evaluation) with its CPU time beside it (on a shared machine, CPU seconds / threads
 is what the run would take alone).
 
@@ -64,7 +66,7 @@ from brandvoice.bot.knowledge import KnowledgeService, add_documents, read_docum
 from brandvoice.bot.services import make_worker, pipeline_config
 from brandvoice.bot.settings import Settings
 from brandvoice.bot.worker import Worker
-from brandvoice.datagen.claims import unsupported_claims
+from brandvoice.datagen.claims import Claim, unsupported_claims
 from brandvoice.datagen.guidelines import claim_sources
 from brandvoice.inference.chat import Sampling
 from brandvoice.inference.embeddings import cosine_similarity, embed_texts
@@ -91,7 +93,10 @@ from brandvoice.trainer.pipeline import run_dir
 from brandvoice.trainer.registry import get_version, promoted_version
 from brandvoice.trainer.voice_probe import VoiceProbe
 
+Checked = tuple[list[str], list[list[Claim]]]
+"""Replies and the unsupported claims found in each."""
 TIE_MARGIN = 0.01
+HELD_OUT_EVERY = 4
 ROUND_LIMIT_S = 300.0
 CURATOR = "U0CURATOR"
 
@@ -142,21 +147,15 @@ class TestSplit:
         metrics = self.probe.score_replies(self.replies[name])
         return {k: round(v, 4) for k, v in metrics.items() if k != "voice_score"}
 
-    def claims(self, name: str, knowledge: list[str]) -> ClaimRate:
-        """Replies of ``name`` with a claim that neither their reference, their prompt nor
-        ``knowledge`` supports: the pipeline's deterministic check, on replies it never saw."""
+    def found(self, name: str, knowledge: list[str]) -> Checked:
+        """Replies of ``name`` and the claims in each that neither their reference, their prompt
+        nor ``knowledge`` supports: the pipeline's deterministic check, on replies it never saw."""
         pairs = zip(self.replies[name], self.probe.references, self.probe.prompts, strict=True)
         found = [unsupported_claims(r, [ref, prompt, *knowledge]) for r, ref, prompt in pairs]
-        return claim_rate(self.replies[name], found, examples=3)
+        return self.replies[name], found
 
-    def claims_clearly_worse(self, new: str, old: str, knowledge: list[str]) -> bool:
-        """The pipeline's rule (``EvalConfig``'s thresholds) applied to the test split."""
-        test_claims = UnsupportedClaims(
-            method=CLAIMS_METHOD.format(extra=", the given knowledge", served=""),
-            production=self.claims(old, knowledge),
-            candidate=self.claims(new, knowledge),
-        )
-        return claims_worse(test_claims, EvalConfig()) is not None
+    def claims(self, name: str, knowledge: list[str]) -> ClaimRate:
+        return claim_rate(*self.found(name, knowledge), examples=3)
 
     def win_rate(self, new: str, old: str) -> float:
         refs = list(self.probe.references)
@@ -164,6 +163,62 @@ class TestSplit:
         b = cosine_similarity(self.replies[old], refs)
         wins = pairwise_by_similarity(a, b, TIE_MARGIN)
         return round(sum(wins) / len(wins), 4)
+
+
+class HeldOutProbes:
+    """Fact questions the bot is never asked during the run (every ``HELD_OUT_EVERY``-th of the
+    brand's probes): the gate checks claims on the served ones, and each decision is judged on
+    these, which the pipeline never sees. Rendered with the round's retrieval, like the test
+    split; replies cached by version name until ``refresh``."""
+
+    def __init__(
+        self,
+        requests: list[list[dict[str, Any]]],
+        tokenizer: Any,
+        max_tokens: int,
+        augment: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+    ) -> None:
+        self.requests, self.tokenizer, self.max_tokens = requests, tokenizer, max_tokens
+        self.augment = augment
+        self.replies: dict[str, list[str]] = {}
+        self.prompts = self._render()
+
+    def _render(self) -> list[str]:
+        return [
+            self.tokenizer.apply_chat_template(
+                self.augment(r) if self.augment else r, tokenize=False, add_generation_prompt=True
+            )
+            for r in self.requests
+        ]
+
+    def refresh(self) -> None:
+        if self.augment is not None:
+            self.prompts, self.replies = self._render(), {}
+
+    def found(self, name: str, adapter: str | None, knowledge: list[str]) -> Checked:
+        """Replies of ``name`` and their claims that neither the prompt nor ``knowledge`` holds."""
+        if name not in self.replies:
+            self.replies[name] = (
+                served_greedy_replies(self.prompts, adapter, self.max_tokens)
+                if self.prompts
+                else []
+            )
+        pairs = zip(self.replies[name], self.prompts, strict=True)
+        return self.replies[name], [unsupported_claims(r, [p, *knowledge]) for r, p in pairs]
+
+
+def claims_clearly_worse(new: Checked, old: Checked) -> bool:
+    """The pipeline's rule (``EvalConfig``'s thresholds) applied to replies it never saw."""
+    unseen = UnsupportedClaims(
+        method=CLAIMS_METHOD.format(extra=", the given knowledge", served=""),
+        production=claim_rate(*old, examples=0),
+        candidate=claim_rate(*new, examples=0),
+    )
+    return claims_worse(unseen, EvalConfig()) is not None
+
+
+def joined(*checked: Checked) -> Checked:
+    return [r for c in checked for r in c[0]], [f for c in checked for f in c[1]]
 
 
 def approve_round(
@@ -328,18 +383,20 @@ def main() -> None:
     with session_scope(engine) as session:
         knowledge_texts = claim_sources(session)
     first = conversations[0]["messages"][0]
-    traffic = [] if args.no_traffic else traffic_requests(
-        args.brand, first if first["role"] == "system" else None
-    )  # fmt: skip
+    probes = traffic_requests(args.brand, first if first["role"] == "system" else None)
+    held = [p for i, p in enumerate(probes) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
+    traffic = [] if args.no_traffic else [p for p in probes if p not in held]
     traffic_per_round = len(traffic) // args.rounds
     base = LocalChat(batch_size=8)
     test = TestSplit(test_rows, base.tokenizer, sign_off, settings.reply_max_tokens, augment)
+    held_out = HeldOutProbes(held, base.tokenizer, settings.reply_max_tokens, augment)
     production, production_adapter = "base", None
     rounds: list[dict[str, Any]] = []
     result: dict[str, Any] = {"brand": args.brand, "sizes": sizes, "rounds": rounds,
                               "test_prompts": len(test_rows), "threads": args.threads,
                               "knowledge_files": [p.name for p in knowledge_files]}  # fmt: skip
-    print(f"{args.brand}: approved after each round {sizes}; {len(test_rows)} test prompts")
+    print(f"{args.brand}: approved after each round {sizes}; {len(test_rows)} test prompts; "
+          f"{len(held)} fact probes held out, {len(traffic)} served")  # fmt: skip
     before = test.score(production, production_adapter)
     last_run: TrainingRun | None = None
     approved = 0
@@ -364,8 +421,18 @@ def main() -> None:
             promoted = now is not None and now.name == candidate.name
         if test.refresh():
             before = test.score(production, production_adapter)
+        held_out.refresh()
         cand_scores = test.score(candidate.name, candidate.adapter_path)
-        previous = production
+        previous, previous_adapter = production, production_adapter
+        unseen = {
+            name: joined(
+                test.found(name, knowledge_texts), held_out.found(name, adapter, knowledge_texts)
+            )
+            for name, adapter in (
+                (candidate.name, candidate.adapter_path),
+                (previous, previous_adapter),
+            )
+        }
         if promoted:
             production, production_adapter = candidate.name, candidate.adapter_path
         after = test.score(production, production_adapter)
@@ -388,8 +455,15 @@ def main() -> None:
             "production_before_claims": test.claims(previous, knowledge_texts).describe(),
             "candidate_test_claims_beyond_prompt": test.claims(candidate.name, []).describe(),
             "production_before_claims_beyond_prompt": test.claims(previous, []).describe(),
-            "candidate_claims_clearly_worse": test.claims_clearly_worse(
-                candidate.name, previous, knowledge_texts
+            "held_out_probes": len(held),
+            "candidate_probe_claims": claim_rate(
+                *held_out.found(candidate.name, candidate.adapter_path, knowledge_texts), examples=3
+            ).describe(),
+            "production_before_probe_claims": claim_rate(
+                *held_out.found(previous, previous_adapter, knowledge_texts), examples=3
+            ).describe(),
+            "candidate_claims_clearly_worse": claims_clearly_worse(
+                unseen[candidate.name], unseen[previous]
             ),
         })  # fmt: skip
         r = rounds[-1]
@@ -401,7 +475,9 @@ def main() -> None:
             f"(sign-off {after.get('sign_off_rate', 0):.0%}); "
             f"{'promoted' if promoted else 'kept production: ' + report.verdict.reason}; "
             f"test win rate over {previous} {r['test_win_rate_vs_previous']:.2f}; unsupported "
-            f"claims on test {r['candidate_test_claims']} against {r['production_before_claims']}",
+            f"claims on test {r['candidate_test_claims']} against {r['production_before_claims']}, "
+            f"on held-out probes {r['candidate_probe_claims']} against "
+            f"{r['production_before_probe_claims']}",
             flush=True,
         )
         before = after
