@@ -1,9 +1,11 @@
 """Greedy replies a model has given, kept on disk so that it is asked only for new prompts.
 
 Each retrain evaluates production on the validation prompts and recent served requests, and
-production was the candidate of an earlier round that answered most of the same prompts. A greedy
-reply is the model's one answer to its prompt, so it is kept and reused. Sampled replies are
-never cached: they are one draw of many.
+production is an earlier round's candidate, which answered some of the same prompts: the served
+requests that are still among the newest, and validation prompts whose retrieved context has not
+changed since. A greedy reply is the model's one answer to its prompt, so it is kept and reused
+(on ``bench/loop_rounds.py``'s sample brand, 10-13 of production's ~40 replies a round). Sampled
+replies are never cached: they are one draw of many.
 
 A reply is keyed by the conversation exactly as the model saw it and the sampling settings. The
 file is append-only JSON lines; a line a crash cut short is skipped, so that reply is generated
