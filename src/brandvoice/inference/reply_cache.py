@@ -45,6 +45,7 @@ class ReplyCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.reused = 0
+        self._known: dict[str, ChatResult] | None = None
 
     def complete_batch(
         self, backend: ChatBackend, conversations: Sequence[Messages], sampling: Sampling
@@ -63,7 +64,12 @@ class ReplyCache:
         return [known[key] for key in keys]
 
     def read(self) -> dict[str, ChatResult]:
-        """The replies kept so far, by ``reply_key``."""
+        """The replies kept so far, by ``reply_key``: the file, read once, and what was added."""
+        if self._known is None:
+            self._known = self._load()
+        return self._known
+
+    def _load(self) -> dict[str, ChatResult]:
         known: dict[str, ChatResult] = {}
         if not self.path.exists():
             return known
